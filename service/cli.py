@@ -1,0 +1,62 @@
+"""The ``synmag`` command line.
+
+Each sub-command lives in its own module under ``service.commands`` and exposes
+``configure(parser)`` (arguments) and ``main(args) -> int`` (exit status). This
+file only wires them together; heavy imports happen inside each ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from service import __version__
+from service.errors import SynmagError, UsageError
+
+# name -> (module under service.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "preprocess": ("preprocess", "GONG frames -> model-input FITS (what the model sees)"),
+    "metrics": ("metrics", "score a magnetogram against a reference, in Gauss"),
+    "process": ("process", "GONG frames -> products (FITS + PNG) through ONNX Runtime"),
+    "models": ("models", "list registered model versions"),
+    "products": ("products", "list stored products"),
+    "serve": ("serve", "run the scheduler, pipeline and HTTP API"),
+    "replay": ("replay", "serve a folder of GONG frames over HTTP in the NSO layout"),
+    "migrate": ("migrate", "apply database migrations"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synmag", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"synmag {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"service.commands.{module_name}")
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return int(args._module.main(args) or 0)
+    except UsageError as exc:
+        print(f"synmag {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except SynmagError as exc:
+        print(f"synmag {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

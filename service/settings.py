@@ -1,0 +1,131 @@
+"""One typed settings object, read from ``SYNMAG_*`` environment variables.
+
+Validated once at start (``get_settings()``); every other module receives a
+``Settings`` instance instead of reading the environment itself. An optional
+``.env``-style file named by ``SYNMAG_ENV_FILE`` is read too; variables win.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+# ONNX Runtime provider names accepted in SYNMAG_PROVIDERS, short or long form.
+PROVIDER_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+class Settings(BaseSettings):
+    """Configuration of every synmag process (service, CLI, training registry)."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNMAG_", extra="ignore")
+
+    # --- storage -----------------------------------------------------------
+    database_url: str = Field(
+        default=f"sqlite:///{VAR_DIR}/synmag.db",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    store_url: str = Field(
+        default="file://var/store",
+        description="Object store: file://DIR (relative or absolute) or s3://bucket/prefix",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (SeaweedFS, MinIO...)")
+    s3_region: str = "us-east-1"
+
+    # --- upstream ----------------------------------------------------------
+    gong_base_url: str = Field(default="https://gong2.nso.edu", description="NSO GONG archive root")
+    http_timeout_s: float = Field(default=30.0, gt=0)
+    http_retries: int = Field(default=4, ge=0, le=20)
+    http_backoff_base_s: float = Field(default=1.0, ge=0)
+    http_backoff_cap_s: float = Field(default=20.0, ge=0)
+
+    # --- model and inference -----------------------------------------------
+    model: str | None = Field(
+        default=None, description="Registry version or ONNX path; default: the production version"
+    )
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    require_gpu: bool = Field(default=False, description="Refuse to start when no GPU provider is active")
+    bundled_model_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "models")
+
+    # --- scheduling --------------------------------------------------------
+    tick_seconds: int = Field(default=60, ge=1, description="Scheduler period")
+    catchup_hours: float = Field(default=6.0, ge=0, description="How far back missed minutes are filled")
+    misfire_grace_s: int = Field(default=30, ge=1)
+    minutes_per_tick: int = Field(default=5, ge=1, description="Most observation minutes processed per tick")
+
+    # --- quality gate thresholds (see service.science.quality) -------------
+    gate_min_sharpness: float = 0.0
+    gate_max_sky_brightness: float = 0.5
+    gate_min_limb_fit_fraction: float = 0.5
+    gate_max_saturated_fraction: float = 0.01
+
+    # --- API and monitoring -----------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    admin_token: str | None = Field(default=None, description="Bearer token for admin routes; unset = admin off")
+    public_url: str | None = Field(default=None, description="Base URL used in links; default from the request")
+    stale_after_s: float = Field(default=300.0, gt=0, description="Feed older than this is not ready")
+    truth_source: Literal["none", "local", "jsoc"] = "none"
+    truth_dir: Path | None = None
+
+    # --- logging -----------------------------------------------------------
+    log_level: str = "INFO"
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list):
+            return [PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in value]
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str) -> str:
+        if not (value.startswith("file://") or value.startswith("s3://")):
+            raise ValueError(f"SYNMAG_STORE_URL must start with file:// or s3://, got {value!r}")
+        if value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ValueError("SYNMAG_STORE_URL s3:// needs a bucket name")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not (value.startswith("sqlite") or value.startswith("postgresql")):
+            raise ValueError(f"SYNMAG_DATABASE_URL must be sqlite or postgresql, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        if self.http_backoff_cap_s < self.http_backoff_base_s:
+            raise ValueError("SYNMAG_HTTP_BACKOFF_CAP_S must be >= SYNMAG_HTTP_BACKOFF_BASE_S")
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings from the environment (and ``SYNMAG_ENV_FILE``)."""
+    env_file = os.environ.get("SYNMAG_ENV_FILE")
+    if env_file:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use."""
+    return load_settings()
