@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     require_gpu: bool = Field(default=False, description="Refuse to start when no GPU provider is active")
     bundled_model_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "models")
+    model_cache_dir: Path = Field(
+        default=VAR_DIR / "models", description="Where registry versions are downloaded to run"
+    )
 
     # --- scheduling --------------------------------------------------------
     tick_seconds: int = Field(default=60, ge=1, description="Scheduler period")
