@@ -1,0 +1,162 @@
+"""pix2pix networks: a U-Net generator and a 70x70 PatchGAN discriminator.
+
+Follows Isola et al. (2017) as used by Gao et al. (2023): the generator is an
+encoder-decoder with a skip connection between encoder level ``i`` and decoder
+level ``i``; every level halves the image with a 4x4 stride-2 convolution, so a
+generator of depth ``d`` takes any H, W that are multiples of ``2**d`` (256 for
+the paper's depth 8). The discriminator sees (H-alpha, magnetogram) pairs and
+returns one logit per 70x70 patch.
+
+Written flat (lists of levels, one loop down and one loop up) rather than as
+pix2pix's recursive blocks, so that the forward pass reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        # pix2pix's instance norm: no affine parameters, no running statistics.
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r} (batch, instance or none)")
+
+
+def level_channels(ngf: int, depth: int) -> list[int]:
+    """Feature channels at each encoder level: ngf, 2ngf, 4ngf, then 8ngf to the bottom."""
+    return [ngf * min(2**i, 8) for i in range(depth)]
+
+
+class UNetGenerator(nn.Module):
+    """U-Net generator mapping H-alpha (model units) to B_LOS (model units, tanh range).
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Image channels (1 and 1 here).
+    ngf
+        Channels of the first encoder level (paper: 64).
+    depth
+        Number of stride-2 levels (paper: 8, so the bottleneck of a 512 crop is 2x2).
+    norm
+        ``"batch"`` (paper), ``"instance"`` or ``"none"``.
+    dropout
+        Dropout probability in the decoder levels that pix2pix drops out: the
+        8ngf levels between the bottleneck and the 4ngf level. Off in eval mode.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        ngf: int = 64,
+        depth: int = 8,
+        norm: str = "batch",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError("depth must be at least 2")
+        self.depth = depth
+        # A convolution followed by batch norm needs no bias (pix2pix does the same).
+        bias = norm != "batch"
+        ch = level_channels(ngf, depth)
+
+        downs = []
+        for i in range(depth):
+            c_in = in_channels if i == 0 else ch[i - 1]
+            layers: list[nn.Module] = []
+            if i > 0:
+                layers.append(nn.LeakyReLU(0.2))
+            layers.append(nn.Conv2d(c_in, ch[i], 4, stride=2, padding=1, bias=bias or i == 0))
+            # No norm on the first level (raw input) nor on the bottleneck (1x1 at 256 crops).
+            if 0 < i < depth - 1:
+                layers.append(_norm(norm, ch[i]))
+            downs.append(nn.Sequential(*layers))
+        self.downs = nn.ModuleList(downs)
+
+        ups = []
+        for i in range(depth):
+            # The bottleneck's decoder sees only the bottleneck; every other decoder
+            # level sees its skip concatenated with the output of the level below.
+            c_in = ch[i] if i == depth - 1 else 2 * ch[i]
+            layers = [nn.ReLU()]
+            if i == 0:
+                layers += [nn.ConvTranspose2d(c_in, out_channels, 4, stride=2, padding=1), nn.Tanh()]
+            else:
+                layers += [
+                    nn.ConvTranspose2d(c_in, ch[i - 1], 4, stride=2, padding=1, bias=bias),
+                    _norm(norm, ch[i - 1]),
+                ]
+                if dropout > 0 and 4 <= i < depth - 1:
+                    layers.append(nn.Dropout(dropout))
+            ups.append(nn.Sequential(*layers))
+        self.ups = nn.ModuleList(ups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for down in self.downs:
+            h = down(h)
+            skips.append(h)
+        for i in reversed(range(self.depth)):
+            h = self.ups[i](h)
+            if i > 0:
+                h = torch.cat([skips[i - 1], h], dim=1)
+        return h
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: 3 stride-2 levels + 2 stride-1 convolutions = 70x70 receptive field.
+
+    Takes the condition and the (real or generated) magnetogram concatenated on
+    channels and returns logits of shape (N, 1, H/8 - 2, W/8 - 2).
+    """
+
+    def __init__(self, in_channels: int = 2, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+        super().__init__()
+        bias = norm != "batch"
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        c = ndf
+        for n in range(1, n_layers + 1):
+            c_out = ndf * min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(c, c_out, 4, stride=stride, padding=1, bias=bias),
+                _norm(norm, c_out),
+                nn.LeakyReLU(0.2),
+            ]
+            c = c_out
+        layers.append(nn.Conv2d(c, 1, 4, stride=1, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, condition: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([condition, target], dim=1))
+
+
+def init_weights(module: nn.Module, gain: float = 0.02) -> None:
+    """pix2pix initialisation: N(0, 0.02) convolutions, N(1, 0.02) norm scales, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+def receptive_field(n_layers: int = 3) -> int:
+    """Receptive field of a PatchDiscriminator in pixels (70 for n_layers=3)."""
+    # Layers from the output back: last conv k4 s1, then stride-1 conv, then strided ones.
+    strides = [2] * n_layers + [1, 1]
+    rf = 1
+    for s in reversed(strides):
+        rf = rf * s + (4 - s)
+    return rf
