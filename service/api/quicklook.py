@@ -1,0 +1,49 @@
+"""Quick-look PNG of what the model saw: the input frame through the forward transform.
+
+The pipeline stores the raw GONG frame, not the model input; rendering it again
+here (same ``service.science.preprocess``) shows the H-alpha exactly on the
+product's grid, north up, so the viewer can put the two side by side. Results
+are cached in memory by input hash: one render costs about a second of CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+CACHE_SIZE = 16
+_cache: OrderedDict[str, bytes] = OrderedDict()
+_lock = threading.Lock()
+
+
+def render_input_png(raw: bytes, filename: str | None, cache_key: str) -> bytes:
+    """PNG (8-bit grey, 1024x1024, north up) of the model input made from a raw GONG frame.
+
+    Raises
+    ------
+    service.errors.FrameRejected
+        The stored frame cannot be read or preprocessed.
+    """
+    with _lock:
+        if cache_key in _cache:
+            _cache.move_to_end(cache_key)
+            return _cache[cache_key]
+    from PIL import Image
+
+    from service.science.gong import read_gong
+    from service.science.preprocess import model_to_halpha, preprocess
+
+    model_input = preprocess(read_gong(raw, filename=filename))
+    # Model-frame arrays are in image order (row 0 = north), as a PNG wants.
+    grey = np.clip(np.rint(model_to_halpha(model_input.image)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="PNG", optimize=False)
+    data = buf.getvalue()
+    with _lock:
+        _cache[cache_key] = data
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return data

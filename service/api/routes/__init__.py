@@ -1,0 +1,1 @@
+"""HTTP routes: thin, each one a query through the shared dependencies."""

@@ -1,0 +1,129 @@
+"""``/v1/magnetograms``: the feed of synthetic magnetograms."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from service.api import products
+from service.api.deps import BaseUrlDep, SessionDep, StoreDep, parse_utc
+from service.api.files import IMMUTABLE, etag_matches, serve_object
+from service.api.quicklook import render_input_png
+from service.api.schemas import ErrorBody, Magnetogram, MagnetogramPage
+from service.errors import FrameRejected
+from service.storage import ObjectNotFound
+
+router = APIRouter(prefix="/v1/magnetograms", tags=["magnetograms"])
+
+MAX_LIMIT = 1000
+NOT_FOUND = {404: {"model": ErrorBody}}
+
+
+def _product_or_404(session: SessionDep, product_id: int) -> products.Product:
+    product = products.get_product(session, product_id)
+    if product is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no magnetogram with id {product_id}")
+    return product
+
+
+@router.get("/latest", response_model=Magnetogram, responses=NOT_FOUND)
+def latest(session: SessionDep, base: BaseUrlDep, model: str | None = None) -> Magnetogram:
+    """The newest synthetic magnetogram, with links to its FITS and PNG."""
+    product = products.latest_product(session, model_version=model)
+    if product is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no magnetogram has been produced yet")
+    return products.detail(session, products.get_product(session, product.id), base)
+
+
+@router.get("", response_model=MagnetogramPage, responses={400: {"model": ErrorBody}})
+def search(
+    request: Request,
+    session: SessionDep,
+    base: BaseUrlDep,
+    start: Annotated[str | None, Query(description="ISO 8601 UTC, inclusive")] = None,
+    end: Annotated[str | None, Query(description="ISO 8601 UTC, exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    model: Annotated[str | None, Query(description="only this model version")] = None,
+) -> MagnetogramPage:
+    """Products observed in ``[start, end)``, in time order, one page at a time."""
+    t0, t1 = parse_utc("start", start), parse_utc("end", end)
+    if t0 is not None and t1 is not None and t1 <= t0:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "end must be after start")
+    try:
+        rows, next_cursor = products.list_products(
+            session, start=t0, end=t1, limit=limit, order=order, cursor=cursor, model_version=model
+        )
+    except products.BadCursor as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    next_url = None
+    if next_cursor:
+        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        next_url = f"{base}/v1/magnetograms?{urlencode({**params, 'cursor': next_cursor})}"
+    return MagnetogramPage(
+        items=[products.summary(p, base) for p in rows],
+        count=len(rows),
+        next_cursor=next_cursor,
+        next_url=next_url,
+    )
+
+
+@router.get("/{product_id:int}", response_model=Magnetogram, responses=NOT_FOUND)
+def get_one(product_id: int, session: SessionDep, base: BaseUrlDep) -> Magnetogram:
+    """Metadata, provenance, quality flags and verification scores of one product."""
+    return products.detail(session, _product_or_404(session, product_id), base)
+
+
+@router.get(
+    "/{product_id:int}.fits",
+    response_class=Response,
+    responses={200: {"content": {"application/fits": {}}}, 304: {}, 307: {}, **NOT_FOUND},
+)
+def get_fits(product_id: int, request: Request, session: SessionDep, store: StoreDep) -> Response:
+    """The FITS product (Gauss); a redirect to a presigned URL when the store is S3."""
+    product = _product_or_404(session, product_id)
+    return serve_object(request, store, product.fits_uri, product.fits_sha256, "application/fits")
+
+
+@router.get(
+    "/{product_id:int}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 304: {}, 307: {}, **NOT_FOUND},
+)
+def get_png(product_id: int, request: Request, session: SessionDep, store: StoreDep) -> Response:
+    """The quick-look PNG (colorbar in Gauss)."""
+    product = _product_or_404(session, product_id)
+    if not product.png_uri:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"magnetogram {product_id} has no PNG")
+    return serve_object(request, store, product.png_uri, product.png_sha256, "image/png")
+
+
+@router.get(
+    "/{product_id:int}/input.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 304: {}, **NOT_FOUND},
+)
+async def get_input_png(
+    product_id: int, request: Request, session: SessionDep, store: StoreDep
+) -> Response:
+    """Quick-look of the H-alpha the model saw (the stored raw frame, preprocessed again)."""
+    product = await run_in_threadpool(_product_or_404, session, product_id)
+    frame = product.input_frame
+    if frame is None or not frame.raw_uri:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the input frame of this product is not stored")
+    etag = f'"{frame.sha256}-p{product.preprocess_version}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag_matches(request, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    try:
+        raw = await run_in_threadpool(store.get, store.key_for(frame.raw_uri))
+        png = await run_in_threadpool(render_input_png, raw, frame.filename, etag)
+    except (ObjectNotFound, ValueError):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the input frame is missing from the store") from None
+    except FrameRejected as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"input frame unreadable: {exc}") from None
+    return Response(png, media_type="image/png", headers=headers)

@@ -1,0 +1,105 @@
+"""Response bodies of the feed API (they make the published OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Provenance(BaseModel):
+    """Where a product came from: input frame, model, preprocessing."""
+
+    input_file: str | None = Field(None, description="GONG file name of the input frame")
+    input_url: str | None = Field(None, description="Where the input frame was downloaded from")
+    input_sha256: str | None = None
+    input_obs_time: datetime | None = None
+    site: str = Field(description="GONG site code (BB CT LE ML TD UD)")
+    model_version: str
+    model_sha256: str | None = None
+    preprocess_version: str
+    created: datetime = Field(description="When the product was committed (UTC)")
+
+
+class MagnetogramSummary(BaseModel):
+    """One synthetic magnetogram, with links to its files."""
+
+    id: int
+    obs_time: datetime = Field(description="Observation time of the H-alpha input (UTC)")
+    site: str
+    model_version: str
+    created: datetime
+    fits_url: str = Field(description="FITS product (Gauss, helioprojective WCS)")
+    png_url: str | None = Field(None, description="Quick-look PNG with a colorbar in Gauss")
+    input_png_url: str | None = Field(None, description="Quick-look of the model-input H-alpha")
+    detail_url: str
+    fits_sha256: str
+    verified: bool = Field(False, description="Whether verification scores against HMI exist")
+
+
+class Magnetogram(MagnetogramSummary):
+    """A product with its provenance, quality flags and verification scores."""
+
+    provenance: Provenance
+    quality: dict[str, Any] | None = Field(None, description="Quality-gate verdict of the input")
+    verification: dict[str, Any] | None = Field(None, description="Scores against HMI")
+    timings: dict[str, Any] | None = Field(None, description="Seconds per pipeline stage")
+    previous_id: int | None = Field(None, description="Product just before in time")
+    next_id: int | None = Field(None, description="Product just after in time")
+
+
+class MagnetogramPage(BaseModel):
+    """A page of products in time order; ``next_cursor`` fetches the following page."""
+
+    items: list[MagnetogramSummary]
+    count: int
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page")
+    next_url: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """A registered model version."""
+
+    version: str
+    status: str = Field(description="candidate, production, retired or rejected")
+    production: bool
+    sha256: str
+    preprocess_version: str | None = None
+    created: datetime
+    promoted_at: datetime | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    lineage: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    production: str | None = Field(None, description="Version serving the feed")
+    loaded: str | None = Field(None, description="Version loaded in this process, if any")
+    active_providers: list[str] = Field(default_factory=list)
+
+
+class ModelAction(BaseModel):
+    """Result of a promote or rollback."""
+
+    action: str
+    production: str | None
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, Check]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class ErrorBody(BaseModel):
+    detail: str
