@@ -1,0 +1,164 @@
+"""The generator as an ONNX Runtime session, loaded once and checked against the contract.
+
+Contract (docs/ARCHITECTURE.md, "ONNX model contract"): input ``halpha`` float32
+(N, 1, H, W) in model units, output ``bz`` float32 (N, 1, H, W) in model units, and
+string metadata props ``synmag.*``. A model built for another preprocessing version
+(``synmag.preprocess_version``) is refused: its inputs would be scaled differently
+from what it learned, and its outputs silently wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.errors import ModelIncompatible
+from service.science.preprocess import GAUSS_SCALE, PREPROCESS_VERSION
+
+INPUT_NAME = "halpha"
+OUTPUT_NAME = "bz"
+PREFIX = "synmag."
+REQUIRED_METADATA = ("preprocess_version", "units", "gauss_scale")
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+SIZE_MULTIPLE = 256  # H and W must be multiples of this (generator depth 8)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_threads() -> int:
+    """Intra-op threads: the CPUs this process may use (ORT's own default ignores affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxGenerator:
+    """A synmag generator loaded in ONNX Runtime.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.onnx`` file.
+    providers : sequence of str
+        ONNX Runtime execution providers, in order of preference.
+    require_gpu : bool
+        Refuse (``ModelIncompatible``) when no CUDA/TensorRT provider is active.
+    threads : int, optional
+        Intra-op threads for the CPU provider; default ``default_threads()``.
+
+    Raises
+    ------
+    service.errors.ModelIncompatible
+        Missing file, unreadable model, missing ``synmag.*`` metadata, another
+        preprocessing version, other units or Gauss scale, wrong input/output names,
+        or no GPU provider when one is required.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        require_gpu: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelIncompatible(f"model file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: provider fallbacks are checked below
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=list(providers)
+            )
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            raise ModelIncompatible(f"cannot load ONNX model {self.path.name}: {exc}") from exc
+
+        props = self.session.get_modelmeta().custom_metadata_map or {}
+        self.metadata: dict[str, str] = {
+            k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)
+        }
+        self._check_contract()
+        self.active_providers: list[str] = list(self.session.get_providers())
+        if require_gpu and not any(p in GPU_PROVIDERS for p in self.active_providers):
+            raise ModelIncompatible(
+                f"a GPU provider is required but only {', '.join(self.active_providers)} "
+                f"is active (asked for {', '.join(providers)})"
+            )
+        self.sha256 = file_sha256(self.path)
+        self.version = self.metadata.get("version") or f"sha256:{self.sha256[:12]}"
+
+    def _check_contract(self) -> None:
+        name = self.path.name
+        missing = [PREFIX + k for k in REQUIRED_METADATA if k not in self.metadata]
+        if missing:
+            raise ModelIncompatible(f"{name}: missing metadata {', '.join(missing)}")
+        version = self.metadata["preprocess_version"]
+        if version != PREPROCESS_VERSION:
+            raise ModelIncompatible(
+                f"{name} was built for preprocessing version {version!r}, this software "
+                f"uses {PREPROCESS_VERSION!r}: retrain or export for this version"
+            )
+        if self.metadata["units"] != "model":
+            raise ModelIncompatible(f"{name}: synmag.units is {self.metadata['units']!r}, not 'model'")
+        try:
+            scale = float(self.metadata["gauss_scale"])
+        except ValueError:
+            scale = float("nan")
+        if scale != GAUSS_SCALE:
+            raise ModelIncompatible(
+                f"{name}: synmag.gauss_scale {self.metadata['gauss_scale']!r} != {GAUSS_SCALE}"
+            )
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+            raise ModelIncompatible(
+                f"{name}: inputs {inputs} / outputs {outputs}, expected [{INPUT_NAME!r}] -> {OUTPUT_NAME!r}"
+            )
+
+    @property
+    def geometry(self) -> dict[str, Any] | None:
+        """``synmag.geometry`` decoded (size, center, radius_px), or None."""
+        raw = self.metadata.get("geometry")
+        return json.loads(raw) if raw else None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Run the generator on one image.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            float32 (H, W) in model units; H and W multiples of 256.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (H, W) in model units.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] % SIZE_MULTIPLE or x.shape[1] % SIZE_MULTIPLE:
+            raise ValueError(f"input must be 2-D with sides multiple of {SIZE_MULTIPLE}, got {x.shape}")
+        batch = np.ascontiguousarray(x[None, None])
+        (y,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return np.asarray(y[0, 0], dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"OnnxGenerator({self.path.name!r}, version={self.version!r}, providers={self.active_providers})"

@@ -1,0 +1,214 @@
+"""One GONG frame -> one product: read, gate, preprocess, predict, postprocess, encode.
+
+``run_frame`` does the work in memory and returns the FITS and PNG bytes with their
+metadata and per-stage timings; it touches no store and no database, so the CLI
+(``synmag process``) and the operational pipeline call the same function.
+``process_frame`` is the thin wrapper that writes the two files to a folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from service import __version__
+from service.errors import FrameRejected
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from service.inference.onnx_model import OnnxGenerator
+    from service.science.preprocess import ModelGeometry
+
+STAGES = ("read", "gate", "preprocess", "predict", "postprocess", "encode")
+
+
+@dataclass
+class ProductResult:
+    """A product made from one frame, in memory (and on disk once written).
+
+    Attributes
+    ----------
+    input_file : str
+        Input file name (no folder).
+    input_sha256 : str
+    site : str
+        Two-letter GONG site code.
+    obs_time : str
+        ISO UTC observation time of the input frame.
+    model_version, model_sha256 : str
+    geometry : ModelGeometry
+    provenance : dict
+        What the FITS header records (``service.science.product.PROVENANCE_KEYS``).
+    intensity : dict
+        The intensity map's statistics (see ``preprocess.match_intensity``).
+    quality_score : float
+        The gate's score of the frame.
+    fits_bytes, png_bytes : bytes
+    gauss : numpy.ndarray
+        The magnetogram, float32 Gauss, model-frame row order (row 0 = north), NaN off disk.
+    timings : dict
+        Seconds per stage (``STAGES``).
+    fits_path, png_path : pathlib.Path or None
+        Set by ``process_frame``.
+    """
+
+    input_file: str
+    input_sha256: str
+    site: str
+    obs_time: str
+    model_version: str
+    model_sha256: str
+    geometry: ModelGeometry
+    provenance: dict[str, Any]
+    intensity: dict[str, float]
+    quality_score: float
+    fits_bytes: bytes
+    png_bytes: bytes
+    gauss: np.ndarray = field(repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+    fits_path: Path | None = None
+    png_path: Path | None = None
+
+    @property
+    def basename(self) -> str:
+        """File stem for this product: input stem + model version."""
+        return product_basename(self.input_file, self.model_version)
+
+
+def product_basename(input_file: str, model_version: str) -> str:
+    """``20140319000054Bh.fits.fz`` + ``v3`` -> ``20140319000054Bh_synmag-v3``."""
+    stem = Path(input_file).name
+    for suffix in (".fz", ".fits", ".fts", ".gz"):
+        stem = stem.removesuffix(suffix)
+    version = re.sub(r"[^A-Za-z0-9._-]+", "_", model_version)
+    return f"{stem}_synmag-{version}"
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = time.perf_counter() - start
+
+
+def run_frame(
+    source: str | Path | bytes,
+    model: OnnxGenerator,
+    *,
+    filename: str | None = None,
+    thresholds: Any = None,
+) -> ProductResult:
+    """Make a product from one GONG frame, in memory.
+
+    Parameters
+    ----------
+    source : str, pathlib.Path or bytes
+        The ``.fits.fz`` file or its content.
+    model : OnnxGenerator
+        The loaded generator.
+    filename : str, optional
+        Original file name when ``source`` is bytes (recorded in the product).
+    thresholds : optional
+        Quality-gate thresholds (``service.science.quality``); default theirs.
+
+    Raises
+    ------
+    service.errors.FrameRejected
+        The frame cannot be read, fails the quality gate (``reason`` = the gate's first
+        reason, all of them in ``detail``) or cannot be preprocessed.
+    """
+    from service.science.gong import read_gong
+    from service.science.preprocess import PREPROCESS_VERSION, postprocess, preprocess
+    from service.science.product import product_fits_bytes, quicklook_png_bytes
+    from service.science.quality import gate
+
+    timings: dict[str, float] = {}
+    with _timed(timings, "read"):
+        raw = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+        name = filename or (Path(source).name if isinstance(source, (str, Path)) else None)
+        sha256 = hashlib.sha256(raw).hexdigest()
+        frame = read_gong(raw, filename=name)
+    with _timed(timings, "gate"):
+        verdict = gate(frame, thresholds) if thresholds is not None else gate(frame)
+        if not verdict.accepted:
+            reasons = list(verdict.reasons) or ["rejected"]
+            raise FrameRejected(reasons[0], "quality gate: " + ", ".join(reasons))
+    with _timed(timings, "preprocess"):
+        model_input = preprocess(frame)
+    with _timed(timings, "predict"):
+        y = model.predict(model_input.image)
+    with _timed(timings, "postprocess"):
+        gauss = postprocess(y, model_input.geometry)
+    with _timed(timings, "encode"):
+        input_file = name or f"sha256-{sha256[:16]}"
+        provenance = {
+            "input_file": input_file,
+            "input_sha256": sha256,
+            "site": frame.site,
+            "model_version": model.version,
+            "model_sha256": model.sha256,
+            "preprocess_version": PREPROCESS_VERSION,
+            "software_version": __version__,
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        geometry = model_input.geometry
+        fits_bytes = product_fits_bytes(gauss, geometry, provenance)
+        title = f"synmag {geometry.obs_time.utc.strftime('%Y-%m-%d %H:%M:%S')} UTC  GONG {frame.site}  model {model.version}"
+        png_bytes = quicklook_png_bytes(gauss, title=title)
+    return ProductResult(
+        input_file=input_file,
+        input_sha256=sha256,
+        site=frame.site,
+        obs_time=geometry.obs_time.utc.isot,
+        model_version=model.version,
+        model_sha256=model.sha256,
+        geometry=geometry,
+        provenance=provenance,
+        intensity=model_input.intensity,
+        quality_score=float(getattr(verdict, "score", float("nan"))),
+        fits_bytes=fits_bytes,
+        png_bytes=png_bytes,
+        gauss=gauss,
+        timings=timings,
+    )
+
+
+def process_frame(
+    source: str | Path | bytes,
+    model: OnnxGenerator,
+    out_dir: str | Path,
+    *,
+    filename: str | None = None,
+    thresholds: Any = None,
+) -> ProductResult:
+    """``run_frame`` then write ``<basename>.fits`` and ``<basename>.png`` into ``out_dir``.
+
+    Existing files are never overwritten (``FileExistsError``).
+    """
+    result = run_frame(source, model, filename=filename, thresholds=thresholds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    fits_path = out / f"{result.basename}.fits"
+    png_path = out / f"{result.basename}.png"
+    for path in (fits_path, png_path):
+        if path.exists():
+            raise FileExistsError(f"{path} exists; not overwritten")
+    with open(fits_path, "xb") as fh:
+        fh.write(result.fits_bytes)
+    with open(png_path, "xb") as fh:
+        fh.write(result.png_bytes)
+    result.timings["write"] = time.perf_counter() - start
+    result.fits_path, result.png_path = fits_path, png_path
+    return result
