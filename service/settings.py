@@ -65,12 +65,22 @@ class Settings(BaseSettings):
     catchup_hours: float = Field(default=6.0, ge=0, description="How far back missed minutes are filled")
     misfire_grace_s: int = Field(default=30, ge=1)
     minutes_per_tick: int = Field(default=5, ge=1, description="Most observation minutes processed per tick")
+    minute_settle_s: float = Field(
+        default=30.0, ge=0, description="Seconds after a minute ends before its frames are processed"
+    )
 
     # --- quality gate thresholds (see service.science.quality) -------------
-    gate_min_sharpness: float = 0.0
-    gate_max_sky_brightness: float = 0.5
-    gate_min_limb_fit_fraction: float = 0.5
-    gate_max_saturated_fraction: float = 0.01
+    # Lenient defaults: the sunpy sample frame (a good one) has SHARPNSS 0.0084, sky/disk 0.06.
+    gate_min_sharpness: float = Field(default=0.001, ge=0, description="Minimum SHARPNSS (0..1)")
+    gate_max_sky_brightness: float = Field(
+        default=0.3, gt=0, description="Maximum SKYBRITE / on-disk median counts"
+    )
+    gate_min_limb_points: int = Field(default=1, ge=0, description="Minimum LIMBPTCT")
+    gate_max_limb_ellipticity: float = Field(
+        default=0.03, ge=0, description="Maximum 1 - FNDLMBMI / FNDLMBMA"
+    )
+    gate_max_saturated_fraction: float = Field(default=0.01, ge=0, le=1)
+    gate_saturation_counts: float = Field(default=4095, description="Counts at which a pixel is saturated")
 
     # --- API and monitoring -----------------------------------------------
     api_host: str = "127.0.0.1"

@@ -25,6 +25,7 @@ __all__ = [
     "disk_mask",
     "fit_disk",
     "list_pairs",
+    "pair_time",
     "read_halpha_u8",
     "read_hmi_gauss",
     "read_hmi_u8",
@@ -109,8 +110,12 @@ class Pair:
     hmi_path: Path
 
 
-def _stem_time(stem: str) -> Time:
-    """``2014-03-19T00_00_54`` -> Time (UTC)."""
+def pair_time(path: str | Path) -> Time:
+    """Observation time (UTC) of a dataset file from its name.
+
+    ``2014-03-19T00_00_54_halpha.webp`` (or ``_hmi.webp``, or the bare stem) -> Time.
+    """
+    stem = Path(path).name.split("_halpha")[0].split("_hmi")[0]
     date, _, clock = stem.partition("T")
     return Time(f"{date}T{clock.replace('_', ':')}", format="isot", scale="utc")
 
@@ -123,6 +128,6 @@ def list_pairs(split_dir: str | Path) -> list[Pair]:
         hmi = ha.with_name(ha.name.replace("_halpha.webp", "_hmi.webp"))
         if not hmi.is_file():
             continue
-        pairs.append(Pair(_stem_time(ha.name[: -len("_halpha.webp")]), ha, hmi))
+        pairs.append(Pair(pair_time(ha), ha, hmi))
     pairs.sort(key=lambda p: p.time.unix)
     return pairs
