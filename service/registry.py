@@ -270,6 +270,7 @@ class Registry:
 
         meta = onnx_metadata(path)
         now = utcnow()
+        explicit = version is not None
         version = version or meta.get("synmag.version") or f"{now:%Y%m%d-%H%M%S}-{sha[:8]}"
         if not _VERSION_RE.match(version):
             raise UsageError(f"invalid model version id {version!r} (letters, digits, . _ -)")
@@ -280,6 +281,11 @@ class Registry:
                 config = {"raw": meta["synmag.config"]}
         with session_scope(self.engine) as s:
             other = s.get(ModelVersion, version)
+            if other is not None and not explicit:
+                # Another file carries the same synmag.version metadata: keep both apart.
+                log.warning("version %s taken by another file; registering as %s-%s", version, version, sha[:8])
+                version = f"{version[:55]}-{sha[:8]}"
+                other = s.get(ModelVersion, version)
             if other is not None:
                 raise UsageError(
                     f"model version {version!r} exists with another sha256 ({other.sha256[:12]}...)"

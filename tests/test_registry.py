@@ -102,9 +102,18 @@ def test_version_from_onnx_metadata_and_nan_stored_as_null(registry, tmp_path):
 
 
 def test_same_version_other_content_refused(registry, tmp_path):
-    _register(registry, tmp_path, "a", 1.0, metrics(0.7, 0.8), version="v")
-    with pytest.raises(UsageError):
-        _register(registry, tmp_path, "b", 2.0, metrics(0.7, 0.8), version="v")
+    _register(registry, tmp_path, "a", 1.0, metrics(0.7, 0.8))
+    path = make_onnx(tmp_path / "b.onnx", 2.0)
+    with pytest.raises(UsageError, match="another sha256"):
+        registry.register(path, metrics={}, report=None, lineage={},
+                          version=registry.list()[0].version)
+
+
+def test_same_metadata_version_other_file_gets_suffix(registry, tmp_path):
+    a = _register(registry, tmp_path, "a", 1.0, metrics(0.7, 0.8), version="tiny")
+    b = _register(registry, tmp_path, "b", 2.0, metrics(0.7, 0.8), version="tiny")
+    assert a.version == "tiny"
+    assert b.version == f"tiny-{b.sha256[:8]}"
 
 
 def test_gate_passes_when_both_baselines_beaten(registry, tmp_path):
@@ -239,3 +248,14 @@ def test_registry_on_postgresql_and_s3(postgres_url, s3_bucket, tmp_path, monkey
     assert reg.rollback().version == a.version
     assert reg.resolve(None).read_bytes() == (tmp_path / "a.onnx").read_bytes()
     reg.engine.dispose()
+
+
+@pytest.mark.slow  # builds the session's tiny_onnx with torch (shared with other tests)
+def test_register_exported_generator_reads_its_metadata(registry, tiny_onnx):
+    # The real export path (training.export): version, preprocessing and config from metadata.
+    from service.science.preprocess import PREPROCESS_VERSION
+
+    mv = registry.register(tiny_onnx, metrics={}, report=None, lineage={"source": "test"})
+    assert mv.version == "tiny-test"
+    assert mv.preprocess_version == PREPROCESS_VERSION
+    assert mv.config["name"] == "tiny-untrained-test-only"
