@@ -1,0 +1,160 @@
+"""``synmag serve``: the scheduler and pipeline in a background thread, the HTTP API in front.
+
+At start: database migrations, the bundled model registered when the registry
+has no production version, the inference session loaded (refusing to start
+when ``SYNMAG_REQUIRE_GPU`` is set and no GPU provider is active). Then the
+scheduler ticks every ``SYNMAG_TICK_SECONDS`` (only on the replica holding the
+leader lock) while uvicorn serves the API on ``SYNMAG_API_HOST:SYNMAG_API_PORT``.
+SIGTERM or Ctrl-C stops the HTTP server, lets the running minute finish and
+releases the lock. ``--once`` runs a single tick and exits (no HTTP server).
+
+Each minute's outcome is logged as one JSON line (logger ``synmag.minute``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger("synmag.serve")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="run one scheduler tick and exit")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default SYNMAG_API_PORT)")
+    parser.add_argument("--host", default=None, help="HTTP address (default SYNMAG_API_HOST)")
+
+
+def _app(settings: Any, state: Any) -> Any:
+    """H7's API app when present; otherwise a minimal one (health and metrics only)."""
+    try:
+        from service.api.app import create_app
+    except ImportError:
+        create_app = None
+    if create_app is not None:
+        return create_app(settings, state)
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from service.observability import REGISTRY
+
+    app = FastAPI(title="synmag")
+
+    @app.get("/healthz")
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def main(args: Any) -> int:
+    from datetime import UTC, datetime
+
+    from service import observability as obs
+    from service.db import make_engine, session_factory
+    from service.db.migrate import upgrade
+    from service.errors import FatalError, UsageError
+    from service.pipeline.job import PipelineContext
+    from service.pipeline.leader import Leadership, make_leader_lock
+    from service.pipeline.runtime import ModelRuntime
+    from service.pipeline.scheduler import PipelineScheduler
+    from service.pipeline.source import GongArchive
+    from service.registry import Registry
+    from service.settings import load_settings
+    from service.storage import open_store
+
+    try:
+        settings = load_settings()
+    except Exception as exc:  # pydantic ValidationError: say which variable is wrong
+        raise UsageError(f"invalid settings: {exc}") from exc
+    host = args.host or settings.api_host
+    port = settings.api_port if args.port is None else args.port
+    obs.init_metrics()
+    # One line per minute comes from synmag.minute; per-request and per-job chatter is noise.
+    # (a tick longer than the period is skipped by design: coalesce, max_instances=1)
+    for noisy, level in (("httpx", logging.WARNING), ("apscheduler", logging.ERROR)):
+        logging.getLogger(noisy).setLevel(level)
+
+    upgrade(settings)
+    engine = make_engine(settings)
+    store = open_store(settings)
+    registry = Registry(settings, engine=engine, store=store)
+    bundled = registry.ensure_bundled()
+    if bundled is not None:
+        log.info("registered the bundled model %s as production", bundled.version)
+
+    try:
+        from service.api.state import AppState
+
+        state: Any = AppState()
+    except ImportError:
+        state = None
+
+    def model_changed(loaded: Any) -> None:
+        if state is not None:
+            state.set_model(loaded.version, loaded.providers)
+
+    runtime = ModelRuntime(settings, registry, on_change=model_changed)
+    runtime.check_gpu_available()
+    runtime.refresh()  # FatalError (exit 1) when a GPU is required and did not start
+
+    archive = GongArchive(settings)
+    ctx = PipelineContext(
+        settings=settings, archive=archive, store=store, sessions=session_factory(engine), runtime=runtime
+    )
+    leadership = Leadership(make_leader_lock(settings))
+    fatal: list[BaseException] = []
+    server_box: list[Any] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        if server_box:
+            server_box[0].should_exit = True
+
+    scheduler = PipelineScheduler(ctx, leadership, on_fatal=on_fatal, state=state)
+    log.info(
+        "synmag serve: archive %s, database %s, store %s, model %s, providers asked %s",
+        settings.gong_base_url, engine.url.render_as_string(hide_password=True), settings.store_url,
+        runtime.version or "none", ",".join(settings.providers),
+    )
+    if args.once:
+        report = scheduler.tick()
+        leadership.release()
+        archive.close()
+        log.info("one tick: leader=%s due=%d outcomes=%s error=%s", report.leader, report.due,
+                 [o.outcome for o in report.outcomes], report.error)
+        if fatal:
+            raise FatalError(str(fatal[0]))
+        return 0 if report.error is None else 1
+
+    import uvicorn
+
+    app = _app(settings, state)
+    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server_box.append(server)
+    scheduler.start()
+    started = datetime.now(UTC)
+    try:
+        server.run()  # uvicorn handles SIGTERM/SIGINT: returns when asked to stop
+    finally:
+        log.info("stopping: waiting for the running minute to finish")
+        stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)
+        stopper.start()
+        stopper.join(timeout=max(30.0, settings.http_timeout_s * 2))
+        archive.close()
+        engine.dispose()
+        log.info("stopped after %.0f s", (datetime.now(UTC) - started).total_seconds())
+    if fatal:
+        raise FatalError(str(fatal[0]))
+    if not server.started:
+        raise UsageError(f"could not serve HTTP on {host}:{port} (port in use?)")
+    return 0

@@ -1,0 +1,173 @@
+"""Every Prometheus metric synmag exports, declared once.
+
+Seconds are the unit of every duration; counters end in ``_total``. Each label
+combination that can occur is initialised by :func:`init_metrics` at start so
+that its series exists (at zero) before the first event, which keeps alerting
+rules such as ``rate(...) > 0`` and ``absent(...)`` well defined.
+
+Other modules import the metric objects from here and never declare their own.
+The API's ``/metrics`` route serves :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY as _DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY: CollectorRegistry = _DEFAULT_REGISTRY
+
+# Pipeline stages timed per frame, in the order they run.
+STAGES = ("download", "decode", "gate", "preprocess", "inference", "write")
+
+# Why a frame did not become a product. Reader reasons (science.gong), gate
+# reasons (science.quality), the pipeline's own (download, selection, output).
+REJECTION_REASONS = (
+    # reader
+    "corrupt_fits",
+    "truncated",
+    "wrong_shape",
+    "missing_keys",
+    "absurd_header",
+    # quality gate
+    "eclipse",
+    "filter_error",
+    "low_sharpness",
+    "bright_sky",
+    "bad_limb_fit",
+    "nan_pixels",
+    "saturated_pixels",
+    # forward transform (science.preprocess)
+    "flat_disk",
+    # pipeline
+    "not_selected",
+    "download_failed",
+    "not_found",
+    "size_mismatch",
+    "nan_output",
+    "processing_failed",
+    "other",
+)
+
+# Kinds of upstream (archive) failures, as classified by pipeline.source.
+UPSTREAM_ERROR_KINDS = ("timeout", "connection", "http_5xx", "http_4xx", "not_found", "truncated")
+
+# Outcome of one observation minute (pipeline.job.MinuteOutcome.outcome).
+RUN_OUTCOMES = ("product", "exists", "repaired", "no_frames", "rejected", "retry", "failed", "no_model")
+
+# Verification scores exported per metric (service.science.metrics keys).
+VERIFICATION_METRICS = ("psnr", "ssim", "r", "r_bin8", "ppa_10", "tumf_ratio", "netflux_ratio")
+VERIFICATION_REFERENCES = ("model", "zero", "persistence")
+
+# Histogram buckets: stages run from milliseconds (gate) to tens of seconds
+# (a slow upstream download, CPU inference of a 1024x1024 U-Net).
+_STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+_LATENCY_BUCKETS = (15, 30, 45, 60, 90, 120, 180, 240, 300, 600, 1200, 3600, 6 * 3600)
+
+products_total = Counter("synmag_products_total", "Products committed (objects and database row)")
+frames_rejected_total = Counter(
+    "synmag_frames_rejected_total", "Input frames not turned into a product, by reason", ["reason"]
+)
+stage_seconds = Histogram(
+    "synmag_stage_seconds", "Time spent per frame in each pipeline stage", ["stage"],
+    buckets=_STAGE_BUCKETS,
+)
+end_to_end_latency_seconds = Histogram(
+    "synmag_end_to_end_latency_seconds",
+    "Observation time (DATE-OBS) to committed product",
+    buckets=_LATENCY_BUCKETS,
+)
+last_product_timestamp_seconds = Gauge(
+    "synmag_last_product_timestamp_seconds", "Observation time of the newest product (Unix seconds)"
+)
+last_product_commit_timestamp_seconds = Gauge(
+    "synmag_last_product_commit_timestamp_seconds", "Wall time the newest product was committed"
+)
+model_info = Gauge(
+    "synmag_model_info", "The model in use (value 1) and the ONNX Runtime provider active",
+    ["version", "provider"],
+)
+model_loaded = Gauge("synmag_model_loaded", "1 when an inference session is loaded")
+upstream_errors_total = Counter(
+    "synmag_upstream_errors_total", "Failed requests to the GONG archive, by kind", ["kind"]
+)
+store_errors_total = Counter("synmag_store_errors_total", "Object store operations that failed")
+database_errors_total = Counter("synmag_database_errors_total", "Database operations that failed")
+runs_total = Counter("synmag_runs_total", "Observation minutes processed, by outcome", ["outcome"])
+leader = Gauge("synmag_scheduler_leader", "1 when this replica holds the scheduler lock")
+last_tick_timestamp_seconds = Gauge(
+    "synmag_last_tick_timestamp_seconds", "Wall time the scheduler last ran a tick"
+)
+tick_seconds = Histogram(
+    "synmag_tick_seconds", "Duration of one scheduler tick", buckets=_STAGE_BUCKETS
+)
+catchup_backlog_minutes = Gauge(
+    "synmag_catchup_backlog_minutes", "Observation minutes inside the catch-up window still to do"
+)
+
+# Verification (set by service.verification): latest score per metric and
+# reference (the model, and the zero and persistence baselines beside it).
+verification_score = Gauge(
+    "synmag_verification_score", "Latest verification score against HMI",
+    ["metric", "reference"],
+)
+verification_last_timestamp_seconds = Gauge(
+    "synmag_verification_last_timestamp_seconds", "Observation time of the latest verified product"
+)
+verification_total = Counter(
+    "synmag_verification_total", "Products verified against HMI, by outcome", ["outcome"]
+)
+VERIFICATION_OUTCOMES = ("scored", "no_truth", "failed")
+
+
+_newest_obs_unix = 0.0
+
+
+def init_metrics() -> None:
+    """Create every label combination at zero so the series exist before any event."""
+    for reason in REJECTION_REASONS:
+        frames_rejected_total.labels(reason=reason)
+    for stage in STAGES:
+        stage_seconds.labels(stage=stage)
+    for kind in UPSTREAM_ERROR_KINDS:
+        upstream_errors_total.labels(kind=kind)
+    for outcome in RUN_OUTCOMES:
+        runs_total.labels(outcome=outcome)
+    for outcome in VERIFICATION_OUTCOMES:
+        verification_total.labels(outcome=outcome)
+    for metric in VERIFICATION_METRICS:
+        for reference in VERIFICATION_REFERENCES:
+            verification_score.labels(metric=metric, reference=reference).set(float("nan"))
+
+
+def reject(reason: str) -> None:
+    """Count one rejected frame; unknown reasons are counted as ``other``."""
+    frames_rejected_total.labels(reason=reason if reason in REJECTION_REASONS else "other").inc()
+
+
+def observe_stage(stage: str, seconds: float) -> None:
+    """Record the duration of one pipeline stage (one of :data:`STAGES`)."""
+    stage_seconds.labels(stage=stage).observe(max(0.0, seconds))
+
+
+def set_model(version: str | None, providers: list[str]) -> None:
+    """Export the model in use: one ``synmag_model_info`` series at 1, the old ones removed."""
+    model_info.clear()
+    if version is None:
+        model_loaded.set(0)
+        return
+    model_info.labels(version=version, provider=providers[0] if providers else "none").set(1)
+    model_loaded.set(1)
+
+
+def product_committed(obs_unix: float) -> None:
+    """Count a committed product and update freshness and end-to-end latency."""
+    now = time.time()
+    products_total.inc()
+    last_product_commit_timestamp_seconds.set(now)
+    global _newest_obs_unix
+    if obs_unix > _newest_obs_unix:  # catch-up fills old minutes: the newest observation wins
+        _newest_obs_unix = obs_unix
+        last_product_timestamp_seconds.set(obs_unix)
+    end_to_end_latency_seconds.observe(max(0.0, now - obs_unix))
