@@ -102,7 +102,7 @@ def product_header(geometry: ModelGeometry, provenance: dict[str, Any]) -> fits.
     h["INSTRUME"] = (INSTRUMENT, "GONG H-alpha -> HMI-like Blos (pix2pix)")
     h["CONTENT"] = ("synthetic line-of-sight magnetogram", "")
     h["BUNIT"] = ("Gauss", "line-of-sight field")
-    h["DATAMIN"] = (-GAUSS_SCALE, "[Gauss] model range (clipped like the training data)")
+    h["DATAMIN"] = (-GAUSS_SCALE, "[Gauss] clipped like the training data")
     h["DATAMAX"] = (GAUSS_SCALE, "[Gauss] model range")
     h.update(geometry_header(geometry))
     _set_provenance(h, provenance)
