@@ -32,6 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="minutes published at once at start, besides the first (default 0)")
     parser.add_argument("--sites", default="BL",
                         help="site letters each dataset image is published as (default BL)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="publish at most N minutes, then nothing new (default: no limit)")
     parser.add_argument("--fail-every", type=int, default=0, metavar="N", help="HTTP 500 on every Nth download")
     parser.add_argument("--truncate-every", type=int, default=0, metavar="M",
                         help="drop the connection halfway through every Mth download")
@@ -60,6 +62,7 @@ def main(args: Any) -> int:
             rewind_minutes=args.rewind,
             backlog=args.backlog,
             sites=args.sites,
+            limit=args.limit,
             faults=Faults(
                 fail_every=args.fail_every, truncate_every=args.truncate_every,
                 stall_every=args.stall_every, stall_s=args.stall_s,

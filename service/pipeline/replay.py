@@ -142,6 +142,8 @@ class ReplayArchive:
     faults : Faults
     sites : str
         Site letters a dataset image is published as.
+    limit : int, optional
+        Stop publishing after this many minutes (tests: a feed that ends).
     now : callable
         The clock (UTC), replaceable in tests.
     """
@@ -156,12 +158,14 @@ class ReplayArchive:
         backlog: int = 0,
         faults: Faults | None = None,
         sites: str = "BL",
+        limit: int | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.queues = scan_source(source, sites)
         self.cadence_s = float(cadence_s)
         self.publish_delay_s = float(publish_delay_s)
         self.backlog = int(backlog)
+        self.limit = limit
         self.faults = faults or Faults()
         self._now = now
         self.started = now()
@@ -181,7 +185,8 @@ class ReplayArchive:
         last_second = _SITE_SECOND_FIRST + _SITE_SECOND_STEP * (len(self.queues) - 1)
         real = (now - self.anchor - timedelta(seconds=last_second + self.publish_delay_s)).total_seconds()
         by_clock = math.floor(real / 60.0) + 1
-        return max(0, min(by_cadence, by_clock))
+        count = max(0, min(by_cadence, by_clock))
+        return count if self.limit is None else min(count, self.limit)
 
     def frames_of_minute(self, k: int) -> list[Published]:
         minute = self.anchor + timedelta(minutes=k)

@@ -1,0 +1,151 @@
+"""process_minute end to end in-process: replay archive, SQLite, file store, tiny ONNX model."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+from sqlalchemy import delete, func, select
+
+from service.db import (
+    InputFrame,
+    MinuteState,
+    Product,
+    Rejection,
+    make_engine,
+    session_factory,
+    session_scope,
+)
+from service.db.migrate import upgrade
+from service.pipeline.job import PipelineContext, process_minute
+from service.pipeline.replay import Faults, ReplayArchive, serve_in_thread
+from service.pipeline.runtime import ModelRuntime
+from service.pipeline.source import GongArchive
+from service.registry import Registry
+from service.settings import Settings
+from service.storage import open_store
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class World:
+    ctx: PipelineContext
+    archive: ReplayArchive
+    settings: Settings
+
+    def minute(self, k: int = 0):
+        return self.archive.frames_of_minute(k)[0].obs_time.replace(second=0)
+
+    def count(self, model) -> int:
+        with session_scope(self.ctx.sessions) as s:
+            return s.scalar(select(func.count()).select_from(model))
+
+
+@pytest.fixture
+def world(data_dir: Path, tiny_onnx: Path, tmp_path: Path) -> Iterator:
+    folder = tmp_path / "val"
+    folder.mkdir()
+    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:2]:
+        (folder / halpha.name).symlink_to(halpha)
+    made = []
+
+    def make(faults: Faults | None = None, model: bool = True) -> World:
+        archive = ReplayArchive(folder, cadence_s=60, rewind_minutes=5, backlog=2, sites="BL", faults=faults)
+        server, url = serve_in_thread(archive)
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/db.sqlite", store_url=f"file://{tmp_path}/store",
+            gong_base_url=url, model=str(tiny_onnx) if model else None,
+            model_cache_dir=tmp_path / "cache", bundled_model_dir=tmp_path / "no-models",
+            http_backoff_base_s=0.05, http_backoff_cap_s=0.1,
+        )
+        upgrade(settings)
+        engine = make_engine(settings)
+        store = open_store(settings)
+        runtime = ModelRuntime(settings, Registry(settings, engine=engine, store=store))
+        runtime.refresh()
+        source = GongArchive(settings)
+        made.append((server, source, engine))
+        ctx = PipelineContext(settings=settings, archive=source, store=store,
+                              sessions=session_factory(engine), runtime=runtime)
+        return World(ctx, archive, settings)
+
+    yield make
+    for server, source, engine in made:
+        server.shutdown()
+        server.server_close()
+        source.close()
+        engine.dispose()
+
+
+def _product(w: World) -> Product:
+    with session_scope(w.ctx.sessions) as s:
+        return s.scalars(select(Product)).one()
+
+
+def test_a_minute_makes_one_product_with_provenance(world):
+    w = world()
+    out = process_minute(w.minute(), w.ctx)
+    assert out.outcome == "product", out.detail
+    p = _product(w)
+    with session_scope(w.ctx.sessions) as s:
+        frame = s.get(InputFrame, p.input_frame_id)
+        reasons = list(s.scalars(select(Rejection.reason)))
+    assert (p.site, p.model_version, p.preprocess_version) == ("BB", "tiny-test", "1")
+    assert p.obs_minute == w.minute() and frame.raw_uri and len(frame.sha256) == 64
+    assert reasons == ["not_selected"]  # the other site's frame of the same minute
+    header = fits.getheader(io.BytesIO(w.ctx.store.get(w.ctx.store.key_for(p.fits_uri))))
+    assert header["INSHA256"] == frame.sha256 and header["MODELVER"] == "tiny-test"
+    assert {"download", "decode", "gate", "preprocess", "inference", "write"} <= set(p.timings)
+
+    again = process_minute(w.minute(), w.ctx)
+    assert again.outcome == "exists" and again.product_id == p.id
+    assert w.count(Product) == 1
+
+
+def test_objects_without_a_row_are_verified_and_adopted(world):
+    w = world()
+    first = process_minute(w.minute(), w.ctx)
+    fits_uri = _product(w).fits_uri
+    with session_scope(w.ctx.sessions) as s:  # as if the process died before its commit
+        s.execute(delete(Product))
+        s.execute(delete(MinuteState))
+    out = process_minute(w.minute(), w.ctx)
+    assert (first.outcome, out.outcome) == ("product", "repaired")
+    assert _product(w).fits_uri == fits_uri and w.count(Product) == 1
+
+
+def test_a_row_whose_object_vanished_gets_it_back(world):
+    w = world()
+    process_minute(w.minute(), w.ctx)
+    p = _product(w)
+    path = Path(w.ctx.store.uri_for(w.ctx.store.key_for(p.fits_uri)).removeprefix("file://"))
+    path.unlink()
+    out = process_minute(w.minute(), w.ctx)
+    assert out.outcome == "repaired" and path.is_file()
+    header = fits.getheader(path)
+    assert header["MODELVER"] == "tiny-test"
+
+
+def test_frames_truncated_at_the_source_are_rejected_with_a_reason(world):
+    w = world(Faults(short_file_every=1))
+    out = process_minute(w.minute(), w.ctx)
+    assert out.outcome == "rejected"
+    with session_scope(w.ctx.sessions) as s:
+        rows = list(s.scalars(select(Rejection)))
+        state = s.get(MinuteState, w.minute())
+    assert {r.reason for r in rows} <= {"truncated", "corrupt_fits"} and len(rows) == 2
+    assert {r.stage for r in rows} == {"decode"} and state.state == "rejected"
+    assert w.count(Product) == 0
+
+
+def test_without_a_model_minutes_are_skipped(world):
+    w = world(model=False)
+    out = process_minute(w.minute(), w.ctx)
+    assert out.outcome == "no_model"
+    with session_scope(w.ctx.sessions) as s:
+        assert s.get(MinuteState, w.minute()).state == "skipped"
