@@ -65,6 +65,9 @@ def run() -> dict:
         "data": source,
         "score_s": round(score_s, 4),
         "score_regions_s": round(_best(lambda: score_regions(pred, truth, on, geom)), 4),
+        "score_with_regions_s": round(
+            _best(lambda: score(pred, truth, on, geom, regions=True)), 4
+        ),
         "detect_regions_s": round(_best(lambda: detect_regions(truth, on)), 4),
         "rotate_to_s": round(_best(lambda: rotate_to(pred, t0, t1, geom)), 4),
         "goal_s": GOAL_S,

@@ -205,3 +205,14 @@ def test_score_regions_without_regions_is_nan():
     assert s["n_regions"] == 0 and s["ar_n_pixels"] == 0
     assert math.isnan(s["ar_r"]) and math.isnan(s["region_sign_agreement"])
     assert all(math.isnan(v) for v in s["ar_ppa"].values())
+
+
+def test_score_with_regions_equals_score_regions():
+    t = _bipole_map()
+    p = disk_field(seed=9) * 0.2 + t
+    both = score(p, t, geometry=GEOM, regions=True)
+    alone = score_regions(p, t, geometry=GEOM)
+    assert both["n_regions"] == alone["n_regions"] == 1
+    for key in ("ar_psnr", "ar_ssim", "ar_r", "region_sign_agreement", "ar_ppa"):
+        assert both[key] == alone[key]
+    assert both["r"] == score(p, t, geometry=GEOM)["r"]

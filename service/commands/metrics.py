@@ -122,7 +122,7 @@ def _table(result: dict[str, Any]) -> str:
 def main(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from service.science.metrics import score, score_regions
+    from service.science.metrics import score
 
     pred, pred_header = read_image(args.pred)
     truth, truth_header = read_image(args.truth)
@@ -132,9 +132,7 @@ def main(args: argparse.Namespace) -> int:
     if not mask.any():
         raise UsageError("no pixel is finite in both maps")
     geometry = geometry_from_header(truth_header) or geometry_from_header(pred_header)
-    result = score(pred, truth, mask, geometry)
-    if args.regions:
-        result.update(score_regions(pred, truth, mask, geometry))
+    result = score(pred, truth, mask, geometry, regions=args.regions)
     if args.json:
         print(json.dumps(_clean(result), indent=2, allow_nan=False))
     else:

@@ -287,6 +287,8 @@ def score(
     truth: np.ndarray,
     mask: np.ndarray | None = None,
     geometry: Any = None,
+    *,
+    regions: bool = False,
 ) -> dict[str, Any]:
     """Score a magnetogram against a reference, both in Gauss, on the disk.
 
@@ -298,6 +300,9 @@ def score(
         On-disk pixels; default: every pixel finite in both maps.
     geometry : optional
         Disk centre and radius (see module docstring) for mu; default fitted to the mask.
+    regions : bool
+        Also add the active-region metrics of :func:`score_regions` (sharing the SSIM
+        map, so cheaper than two calls).
 
     Returns
     -------
@@ -328,7 +333,7 @@ def score(
     r8, n8 = _binned_r(p, t, valid)
     acc, counts = ppa(pv, tv)
     geom = geometry_of(geometry) if geometry is not None else fit_disk(valid)
-    return {
+    out = {
         "n_pixels": n,
         "mse": mse,
         "psnr": psnr_from_mse(mse),
@@ -340,6 +345,9 @@ def score(
         "ppa_n": counts,
         **_fluxes(p, t, valid, geom),
     }
+    if regions:
+        out.update(_score_regions(p, t, valid, geom, detect_regions(t, valid), (smap, use)))
+    return out
 
 
 def score_regions(
@@ -365,6 +373,18 @@ def score_regions(
     p, t, valid = _prepare(pred, truth, mask)
     if regions is None:
         regions = detect_regions(t, valid)
+    geom = geometry_of(geometry) if geometry is not None else fit_disk(valid)
+    return _score_regions(p, t, valid, geom, regions, None)
+
+
+def _score_regions(
+    p: np.ndarray,
+    t: np.ndarray,
+    valid: np.ndarray,
+    geom: DiskGeometry,
+    regions: list[Region],
+    ssim: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
     nan = float("nan")
     out: dict[str, Any] = {
         "n_regions": len(regions),
@@ -388,10 +408,9 @@ def score_regions(
         return out
     pv, tv = p[in_ar], t[in_ar]
     diff = pv - tv
-    smap, use = ssim_map(p, t, valid)
-    use &= in_ar
+    smap, use = ssim if ssim is not None else ssim_map(p, t, valid)
+    use = use & in_ar
     acc, counts = ppa(pv, tv)
-    geom = geometry_of(geometry) if geometry is not None else fit_disk(valid)
     w = flux_weights(valid.shape, geom)
     agree = []
     listing = []
