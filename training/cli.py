@@ -1,0 +1,145 @@
+"""``synmag-train``: train, evaluate, export and register generators.
+
+Commands
+--------
+retrain   train -> evaluate -> export -> parity -> register -> gate (``make retrain``)
+train     train only (checkpoints and history under ``out_dir/name``)
+evaluate  score a checkpoint on val beside the baselines, write a report
+export    export a checkpoint to ONNX and check parity on val frames
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from service.errors import UsageError
+
+
+def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    p.add_argument("--data-dir", required=True, type=Path, help="dataset root (train/ and val/, or FITS pairs)")
+    if config:
+        p.add_argument("--config", required=True, help="TOML file or a name in training/configs/")
+        p.add_argument("--out-dir", default=None, help="runs folder (default: the config's out_dir)")
+        p.add_argument("--max-steps", type=int, default=None, help="stop after N steps")
+        p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--name", default=None, help="run name (default: the config's)")
+
+
+def _config(args: argparse.Namespace):
+    from training.config import load_config
+
+    if not args.data_dir.is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
+    return load_config(
+        args.config,
+        data_dir=str(args.data_dir),
+        out_dir=args.out_dir,
+        max_steps=args.max_steps,
+        device=args.device,
+        seed=args.seed,
+        name=args.name,
+    )
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from training.retrain import result_json, retrain
+
+    result = retrain(_config(args), resume=args.resume, promote=not args.no_promote)
+    print(result_json(result))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    result = train(_config(args), resume=args.resume)
+    print(json.dumps({"run_dir": str(result.run_dir), "step": result.step,
+                      "checkpoints": [str(p) for p in result.checkpoints],
+                      "crops_per_s": result.crops_per_s}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_generator, load_valset, short, summarise, write_report
+    from training.train import generator_from_checkpoint
+
+    generator, cfg, state = generator_from_checkpoint(args.checkpoint)
+    valset = load_valset(args.data_dir, args.eval_days)
+    scores, preds = evaluate_generator(generator, valset, keep_preds=3)
+    summary = summarise(valset, scores)
+    out = args.out or Path(args.checkpoint).with_suffix("")
+    write_report(out, valset, summary, preds,
+                 {"run": cfg.name, "checkpoint": str(args.checkpoint), "step": state.get("step"),
+                  "config": cfg.to_dict()}, scores)
+    print(short(summary), file=sys.stderr)
+    print(json.dumps({"report": str(Path(out) / "report.json")}))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.data import files_sha256, split_days
+    from training.evaluate import load_valset
+    from training.export import export_onnx, parity
+    from training.train import generator_from_checkpoint
+
+    generator, cfg, state = generator_from_checkpoint(args.checkpoint)
+    splits = split_days(args.data_dir)
+    path = export_onnx(generator, args.out, {
+        "config": cfg.to_dict(),
+        "train_data_sha256": files_sha256(splits["train"][: cfg.train_days or None]),
+        "version": args.version or "",
+    })
+    valset = load_valset(args.data_dir, 2, splits)
+    result = parity(generator, path, np.stack([d.x for d in valset.days]))
+    print(json.dumps({"onnx": str(path), "parity": result}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synmag-train", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("retrain", help="train, evaluate, export, parity, register, gate")
+    _common(p)
+    p.add_argument("--resume", default=None, help="checkpoint to resume from")
+    p.add_argument("--no-promote", action="store_true", help="register only, never promote")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("train", help="train only")
+    _common(p)
+    p.add_argument("--resume", default=None, help="checkpoint to resume from")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on val with the baselines")
+    _common(p, config=False)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
+    p.add_argument("--out", type=Path, default=None, help="report folder")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (+ parity on val)")
+    _common(p, config=False)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--version", default=None)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"synmag-train: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
