@@ -37,6 +37,7 @@ from astropy.time import Time
 from scipy import ndimage
 
 from service.science.dataset import fit_disk
+from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX, MODEL_SIZE
 from service.science.gong import FRAME_SHAPE, site_by_letter
 
 __all__ = [
@@ -102,7 +103,7 @@ def synthetic_disk(
         Random source (or seed) for feature positions and noise.
     center, radius : optional
         Disk geometry (0-based x, y; pixels); default the dataset's, scaled to ``size``
-        (centre ``size / 2``, radius ``0.4404 * size`` = 451 px at 1024).
+        (centre ``size / 2``, radius that of the model frame: 450 px at 1024).
 
     Returns
     -------
@@ -112,7 +113,7 @@ def synthetic_disk(
     """
     rng = np.random.default_rng(rng)
     cx, cy = center if center is not None else (size / 2, size / 2)
-    r0 = radius if radius is not None else 451.0 / 1024 * size
+    r0 = radius if radius is not None else MODEL_RADIUS_PX / MODEL_SIZE * size
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     dx, dy = x - cx, y - cy
     rho = np.sqrt(dx * dx + dy * dy) / r0
@@ -165,7 +166,8 @@ def write_gong_frame(
     Parameters
     ----------
     image : numpy.ndarray
-        2-D H-alpha image, dataset scale (uint8 or float), north up, 0 off the disk.
+        2-D H-alpha image, dataset scale (uint8 or float), north up with row 0 = north
+        (dataset / model orientation; flipped to FITS row order here), 0 off the disk.
     obs_time : astropy.time.Time or str
         Observation time (UTC): ``DATE-OBS``, solar ephemeris and file name.
     site_letter : str
@@ -186,7 +188,8 @@ def write_gong_frame(
     rng : numpy.random.Generator or int, optional
         Noise source (or seed).
     image_disk : (cx, cy, r), optional
-        Disk geometry of ``image``; default fitted with :func:`~service.science.dataset.fit_disk`.
+        Disk geometry of ``image`` (row 0 = north); default the model frame's for a
+        1024x1024 image, else fitted with :func:`~service.science.dataset.fit_disk`.
     header_overrides : dict, optional
         Header keys set last (value None deletes the key): for deliberately bad frames.
     order : int
@@ -214,7 +217,17 @@ def write_gong_frame(
     rsun = float(sun.angular_radius(t).to_value("arcsec"))
     cx, cy = center if center is not None else DEFAULT_CENTER
     r = float(radius) if radius is not None else rsun / PLATE_SCALE_ARCSEC
-    icx, icy, ir = image_disk if image_disk is not None else fit_disk(img)
+    # A 1024x1024 image is a dataset / model-frame image: its disk is the measured model
+    # frame's (fit_disk would see the outermost partly lit pixel, ~1 px too far out).
+    if image_disk is None:
+        image_disk = (
+            (*MODEL_CENTER, MODEL_RADIUS_PX) if img.shape == (MODEL_SIZE, MODEL_SIZE) else fit_disk(img)
+        )
+    icx, icy, ir = image_disk
+    # The image has solar north in row 0 (dataset and model orientation); a FITS array has
+    # south in row 0, as NSO frames and sunpy have it: flip the rows before resampling.
+    img = img[::-1]
+    icy = img.shape[0] - 1 - icy
 
     # Output pixel (x, y) samples the input at c_in + (p - c_out) * ir / r.
     s = ir / r
