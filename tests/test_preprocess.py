@@ -99,8 +99,8 @@ def test_resample_puts_disk_on_model_frame_north_up() -> None:
     cx, cy, r = fit_disk(out, threshold=1500.0)
     assert abs(cx - 512.0) < 0.3 and abs(cy - 512.0) < 0.3
     assert abs(r - 450.5) < 0.5  # fit_disk measures the outer pixel edge
-    # the spot north of the centre lands in the upper half (model row 0 = north)
-    assert out[512 - 225, 512] < 1500 and out[512 + 225, 512] > 2500
+    # the spot north of the centre stays north: higher rows (FITS row order, row 0 = south)
+    assert out[512 + 225, 512] < 1500 and out[512 - 225, 512] > 2500
 
 
 def test_resample_undoes_header_rotation() -> None:
@@ -109,7 +109,7 @@ def test_resample_undoes_header_rotation() -> None:
     img = _fits_disk(center, radius, spot=(0.5, 0.0))  # spot at +x of the centre
     assert img[1023, 1023 + 450] < 1500
     out = pp.resample_to_model(img, center, radius, rotation_deg=90.0)
-    assert out[512 - 225, 512] < 1500 and out[512 + 225, 512] > 2500
+    assert out[512 + 225, 512] < 1500 and out[512 - 225, 512] > 2500
 
 
 def test_header_rotation_from_crota_and_pc() -> None:

@@ -29,7 +29,7 @@ def test_resample_round_trip_on_real_image(val_pair: tuple[Path, Path]) -> None:
     center, radius = (1030.3, 1017.8), 905.3  # 0-based, FITS rows
     idx = np.arange(2048, dtype=np.float32)
     col = 512.0 + (idx[None, :] - center[0]) * 450.0 / radius
-    row = 512.0 - (idx[:, None] - center[1]) * 450.0 / radius  # FITS y up = image row down
+    row = 512.0 + (idx[:, None] - center[1]) * 450.0 / radius  # both arrays in FITS row order
     col, row = np.broadcast_arrays(col, row)
     frame = ndimage.map_coordinates(image, [row, col], order=1) * 13.7 + 300.0
     out = pp.resample_to_model(frame, center, radius)
@@ -49,7 +49,7 @@ def test_synmag_preprocess_matches_val_image(
         data = hdul[0].data.astype(np.float32)
     assert data.shape == (1024, 1024)
     assert header["SMUNITS"] == "halpha_u8" and header["PREPVER"] == pp.PREPROCESS_VERSION
-    model_frame = pp.fits_rows_to_model(data)
+    model_frame = data
     image = read_halpha_u8(val_pair[0]).astype(np.float32)
 
     r = _disk_r(model_frame, image)
@@ -60,5 +60,5 @@ def test_synmag_preprocess_matches_val_image(
     # fit_disk finds the outermost lit pixel; the dataset's rim pixels are partly lit
     # (2x2 binning), so the image reads ~0.5 px larger than its 450 px limb.
     assert abs(cx - ix) < 1.0 and abs(cy - iy) < 1.0 and abs(radius - iradius) < 1.05
-    # the header's WCS puts the Sun centre on the disk centre (FITS rows: 1024 - 512 = 512 1-based)
-    assert header["CRPIX1"] == pytest.approx(513.0) and header["CRPIX2"] == pytest.approx(512.0)
+    # the header's WCS puts the Sun centre on the disk centre (1-based)
+    assert header["CRPIX1"] == pytest.approx(513.0) and header["CRPIX2"] == pytest.approx(513.0)

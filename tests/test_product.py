@@ -26,8 +26,8 @@ def geometry() -> ModelGeometry:
 
 @pytest.fixture
 def gauss(geometry: ModelGeometry) -> np.ndarray:
-    """A field of +150 G in the northern half of the disk, -50 G in the south (model rows)."""
-    data = np.where(np.arange(1024)[:, None] < 512, 150.0, -50.0) * np.ones((1, 1024))
+    """A field of +150 G in the northern half of the disk, -50 G in the south (FITS rows)."""
+    data = np.where(np.arange(1024)[:, None] > 512, 150.0, -50.0) * np.ones((1, 1024))
     data = data.astype(np.float32)
     data[~geometry.mask()] = np.nan
     return data
@@ -63,7 +63,7 @@ def test_sunpy_reads_a_helioprojective_map(product: Path, geometry: ModelGeometr
     assert smap.scale.axis2.to_value(u.arcsec / u.pix) == pytest.approx(geometry.arcsec_per_px)
     # reference pixel (0-based) on the disk centre, Sun centre at (0, 0)
     assert smap.reference_pixel.x.to_value(u.pix) == pytest.approx(512.0)
-    assert smap.reference_pixel.y.to_value(u.pix) == pytest.approx(1023 - 512.0)
+    assert smap.reference_pixel.y.to_value(u.pix) == pytest.approx(512.0)
     assert smap.rotation_matrix == pytest.approx(np.eye(2))
     assert abs((smap.date - geometry.obs_time).to_value(u.s)) < 1e-3
     observer = smap.observer_coordinate
@@ -78,10 +78,10 @@ def test_north_is_up_in_world_coordinates(product: Path) -> None:
     import sunpy.map
 
     smap = sunpy.map.Map(product)
-    north = smap.pixel_to_world(512 * u.pix, (511 + 225) * u.pix)
+    north = smap.pixel_to_world(512 * u.pix, (512 + 225) * u.pix)
     assert north.Ty.to_value(u.arcsec) > 400
-    # the +150 G half of the model array (rows 0..511, north) is the positive-Ty half
-    assert smap.data[511 + 225, 512] == pytest.approx(150.0)
+    # the +150 G half of the model array (rows above 512, north) is the positive-Ty half
+    assert smap.data[512 + 225, 512] == pytest.approx(150.0)
 
 
 def test_data_gauss_nan_off_disk(product: Path, gauss: np.ndarray) -> None:
@@ -90,7 +90,7 @@ def test_data_gauss_nan_off_disk(product: Path, gauss: np.ndarray) -> None:
         header = hdul[0].header
     assert data.dtype == np.dtype(">f4") and data.shape == (1024, 1024)
     assert np.isnan(data[0, 0]) and np.isfinite(data[512, 512])
-    np.testing.assert_array_equal(np.isnan(data), np.isnan(gauss[::-1]))
+    np.testing.assert_array_equal(np.isnan(data), np.isnan(gauss))
     assert header["BUNIT"] == "Gauss" and header["CROTA2"] == 0.0
     for key in ("DATE-OBS", "T_OBS", "RSUN_OBS", "DSUN_OBS", "HGLN_OBS", "HGLT_OBS", "TELESCOP", "INSTRUME"):
         assert key in header

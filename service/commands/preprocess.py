@@ -32,7 +32,7 @@ def model_input_fits_bytes(model_input: ModelInput, input_file: str, input_sha25
     from astropy.io import fits
 
     from service import __version__
-    from service.science.preprocess import PREPROCESS_VERSION, model_to_fits_rows, model_to_halpha
+    from service.science.preprocess import PREPROCESS_VERSION, model_to_halpha
     from service.science.product import geometry_header
 
     geometry = model_input.geometry
@@ -42,7 +42,7 @@ def model_input_fits_bytes(model_input: ModelInput, input_file: str, input_sha25
     header["BUNIT"] = ("", "dimensionless (dataset H-alpha scale)")
     header.update(geometry_header(geometry))
     header["MCENTERX"] = (geometry.center[0], "disk centre x, 0-based, model array")
-    header["MCENTERY"] = (geometry.center[1], "disk centre y, 0-based, model array (row 0 N)")
+    header["MCENTERY"] = (geometry.center[1], "disk centre y, 0-based, model array (FITS rows)")
     header["MRADIUS"] = (geometry.radius_px, "[pix] disk radius")
     header["INFILE"] = input_file
     header["INSHA256"] = input_sha256
@@ -52,7 +52,7 @@ def model_input_fits_bytes(model_input: ModelInput, input_file: str, input_sha25
                       ("ICLIPFR", "clipped_fraction"), ("IROTDEG", "rotation_deg")):
         if name in model_input.intensity:
             header[key] = (float(model_input.intensity[name]), f"intensity map: {name}")
-    data = model_to_fits_rows(model_to_halpha(model_input.image))
+    data = model_to_halpha(model_input.image)
     buf = io.BytesIO()
     fits.PrimaryHDU(data=data, header=header).writeto(buf)
     return buf.getvalue()

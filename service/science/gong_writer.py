@@ -166,8 +166,8 @@ def write_gong_frame(
     Parameters
     ----------
     image : numpy.ndarray
-        2-D H-alpha image, dataset scale (uint8 or float), north up with row 0 = north
-        (dataset / model orientation; flipped to FITS row order here), 0 off the disk.
+        2-D H-alpha image, dataset scale (uint8 or float), in FITS row order (row 0 =
+        south, as the dataset arrays are: see ``service.science.preprocess``), 0 off the disk.
     obs_time : astropy.time.Time or str
         Observation time (UTC): ``DATE-OBS``, solar ephemeris and file name.
     site_letter : str
@@ -188,7 +188,7 @@ def write_gong_frame(
     rng : numpy.random.Generator or int, optional
         Noise source (or seed).
     image_disk : (cx, cy, r), optional
-        Disk geometry of ``image`` (row 0 = north); default the model frame's for a
+        Disk geometry of ``image``; default the model frame's for a
         1024x1024 image, else fitted with :func:`~service.science.dataset.fit_disk`.
     header_overrides : dict, optional
         Header keys set last (value None deletes the key): for deliberately bad frames.
@@ -224,10 +224,6 @@ def write_gong_frame(
             (*MODEL_CENTER, MODEL_RADIUS_PX) if img.shape == (MODEL_SIZE, MODEL_SIZE) else fit_disk(img)
         )
     icx, icy, ir = image_disk
-    # The image has solar north in row 0 (dataset and model orientation); a FITS array has
-    # south in row 0, as NSO frames and sunpy have it: flip the rows before resampling.
-    img = img[::-1]
-    icy = img.shape[0] - 1 - icy
 
     # Output pixel (x, y) samples the input at c_in + (p - c_out) * ir / r.
     s = ir / r

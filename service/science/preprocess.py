@@ -10,12 +10,14 @@ Model frame (measured on the Ha2Mag training data, see ``MODEL_CENTER``):
 radius ``MODEL_RADIUS_PX``, off-disk 0. The plate scale therefore follows the
 Sun-Earth distance: ``arcsec_per_px = rsun_arcsec / MODEL_RADIUS_PX``.
 
-Row order. Model-frame arrays use the dataset's *image* convention: row 0 is the
-top of the picture, i.e. solar north (``array[0]`` = north limb side), exactly as
-``numpy.asarray(PIL.Image.open(webp))`` gives the training data. FITS arrays (GONG
-frames, products) use the FITS convention, row 0 = bottom = south. The flip happens
-in exactly two places: ``resample_to_model`` (FITS -> model frame) and
-``model_to_fits_rows`` / ``fits_rows_to_model`` (used by the product writers).
+Row order. Model-frame arrays use the FITS convention: row 0 is solar *south*, rows
+grow northward, columns grow westward ("north up" when drawn with ``origin="lower"``).
+The Ha2Mag arrays, as ``numpy.asarray(PIL.Image.open(webp))`` gives them, are in this
+order too: the dataset's authors wrote the FITS arrays to images row for row. Measured,
+not assumed: in the HMI arrays the regions of rows < 512 have positive leading polarity
+and those of rows > 512 negative (Hale's law of cycle 24: south leads positive), and
+day-to-day differential rotation fits B0 only with row 0 = south. GONG frames and
+products are FITS arrays, so no array is ever flipped between archive, model and product.
 
 Intensities: the frame's on-disk distribution is mapped linearly onto the training
 data's (``data/halpha_reference.json``) by matching the median and the 5th
@@ -102,16 +104,6 @@ def model_disk_mask(
     return disk_mask((size, size), center, radius_px)
 
 
-def model_to_fits_rows(image: np.ndarray) -> np.ndarray:
-    """Model-frame array (row 0 = north) -> FITS row order (row 0 = south)."""
-    return np.ascontiguousarray(np.asarray(image)[::-1])
-
-
-def fits_rows_to_model(image: np.ndarray) -> np.ndarray:
-    """FITS row order (row 0 = south) -> model-frame array (row 0 = north)."""
-    return np.ascontiguousarray(np.asarray(image)[::-1])
-
-
 # ---------------------------------------------------------------------------
 # geometry
 # ---------------------------------------------------------------------------
@@ -123,7 +115,7 @@ class ModelGeometry:
     ----------
     center : (float, float)
         Disk centre, 0-based pixel (x = column, y = row) of the model-frame array
-        (row 0 = north; FITS writers flip, see ``model_to_fits_rows``).
+        (FITS row order: row 0 = south).
     radius_px : float
         Disk radius in pixels.
     arcsec_per_px : float
@@ -297,7 +289,7 @@ def resample_to_model(
     Returns
     -------
     numpy.ndarray
-        float32 (size, size) in model (image) row order, row 0 = north; 0 where
+        float32 (size, size) in FITS row order (row 0 = south), north up; 0 where
         the output samples fall outside the source.
     """
     src = np.asarray(data, dtype=np.float32)
@@ -306,12 +298,12 @@ def resample_to_model(
         src = ndimage.gaussian_filter(src, sigma=(shrink - 1.0) / 2.0, mode="nearest", truncate=3.0)
     theta = math.radians(rotation_deg)
     cos_t, sin_t = math.cos(theta), math.sin(theta)
-    # Output column offset u is solar x (west); output row offset grows southward, so
-    # solar y (north) is w = -(row offset). The source (FITS rows, y north) pixel offset
-    # is R(-theta) (u, w) * shrink (CROTA2 convention: world = R(theta) pixel).
+    # Output column offset u is solar x (west), output row offset w solar y (north):
+    # both arrays are in FITS row order. The source pixel offset is R(-theta) (u, w) *
+    # shrink (CROTA2 convention: world = R(theta) pixel).
     idx = np.arange(size, dtype=np.float32)
     u = (idx - np.float32(center[0]))[None, :]
-    w = (np.float32(center[1]) - idx)[:, None]
+    w = (idx - np.float32(center[1]))[:, None]
     src_x = center_px[0] + shrink * (cos_t * u + sin_t * w)
     src_y = center_px[1] + shrink * (-sin_t * u + cos_t * w)
     src_x, src_y = np.broadcast_arrays(src_x, src_y)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from service.science.preprocess import GAUSS_SCALE, ModelGeometry, model_to_fits_rows
+from service.science.preprocess import GAUSS_SCALE, ModelGeometry
 
 # Provenance dict key -> (FITS key, comment). Written once; the contract of
 # ARCHITECTURE.md ("Products") names the dict keys.
@@ -48,12 +48,12 @@ def _hmi_t_obs(iso_utc: str) -> str:
 def geometry_header(geometry: ModelGeometry) -> fits.Header:
     """Helioprojective WCS and observer keys for an image in ``geometry``.
 
-    For data written in FITS row order (``model_to_fits_rows``): CRPIX is the disk
-    centre (1-based, rows flipped), CRVAL (0, 0) the Sun centre, CDELT the plate scale
+    Model-frame arrays are in FITS row order already: CRPIX is the disk
+    centre (1-based), CRVAL (0, 0) the Sun centre, CDELT the plate scale
     in arcsec, no rotation (model frames are solar north up).
     """
     crpix1 = geometry.center[0] + 1.0
-    crpix2 = (geometry.size - 1 - geometry.center[1]) + 1.0
+    crpix2 = geometry.center[1] + 1.0
     h = fits.Header()
     obs_iso = geometry.obs_time.utc.isot
     h["WCSNAME"] = ("Helioprojective-cartesian", "")
@@ -114,12 +114,12 @@ def product_header(geometry: ModelGeometry, provenance: dict[str, Any]) -> fits.
 def product_fits_bytes(gauss: np.ndarray, geometry: ModelGeometry, provenance: dict[str, Any]) -> bytes:
     """The product FITS file in memory (single primary HDU, float32 Gauss).
 
-    ``gauss`` is a model-frame array (row 0 = north); it is written in FITS row order.
+    ``gauss`` is a model-frame array, already in FITS row order (row 0 = south).
     """
     data = np.asarray(gauss, dtype=np.float32)
     if data.shape != (geometry.size, geometry.size):
         raise ValueError(f"magnetogram shape {data.shape} != geometry size {geometry.size}")
-    hdu = fits.PrimaryHDU(data=model_to_fits_rows(data), header=product_header(geometry, provenance))
+    hdu = fits.PrimaryHDU(data=data, header=product_header(geometry, provenance))
     hdu.add_checksum()
     buf = io.BytesIO()
     hdu.writeto(buf)
@@ -142,7 +142,7 @@ def quicklook_png_bytes(
 ) -> bytes:
     """PNG quick-look: diverging colormap, symmetric +-``vmax`` G, colorbar in Gauss.
 
-    ``gauss`` is a model-frame array (row 0 = north, drawn at the top). About
+    ``gauss`` is a model-frame array (FITS rows: row 0 = south, drawn at the bottom). About
     1000 px wide; NaN (off disk) is drawn light grey.
     """
     from matplotlib import colormaps
@@ -153,7 +153,7 @@ def quicklook_png_bytes(
     ax = fig.add_axes((0.02, 0.03, 0.80, 0.90))
     im = ax.imshow(
         np.asarray(gauss, dtype=np.float32),
-        origin="upper",
+        origin="lower",
         cmap=cmap,
         vmin=-vmax,
         vmax=vmax,
