@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -141,10 +142,16 @@ def main(args: Any) -> int:
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     server_box.append(server)
+    # uvicorn catches SIGTERM/SIGINT while it runs, then re-raises them to the handlers it
+    # found: with these, the re-raised signal lands here instead of killing the process
+    # before the scheduler has stopped and the leader lock is released.
+    stop_signals: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
     scheduler.start()
     started = datetime.now(UTC)
     try:
-        server.run()  # uvicorn handles SIGTERM/SIGINT: returns when asked to stop
+        server.run()  # returns once asked to stop (SIGTERM, Ctrl-C) or on a fatal tick
     finally:
         log.info("stopping: waiting for the running minute to finish")
         stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)

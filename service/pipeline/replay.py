@@ -336,6 +336,12 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("replay: " + format, *args)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        try:
+            self._get()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout, truncation)
+            self.close_connection = True
+
+    def _get(self) -> None:
         archive = self.archive
         archive.requests += 1
         if archive.faults.delay_s:
