@@ -20,7 +20,7 @@ _lock = threading.Lock()
 
 
 def render_input_png(raw: bytes, filename: str | None, cache_key: str) -> bytes:
-    """PNG (8-bit grey, 1024x1024, north up) of the model input made from a raw GONG frame.
+    """PNG (8-bit grey, 1024x1024, solar north at the top) of the model input made from a raw GONG frame.
 
     Raises
     ------
@@ -37,8 +37,8 @@ def render_input_png(raw: bytes, filename: str | None, cache_key: str) -> bytes:
     from service.science.preprocess import model_to_halpha, preprocess
 
     model_input = preprocess(read_gong(raw, filename=filename))
-    # Model-frame arrays are in image order (row 0 = north), as a PNG wants.
-    grey = np.clip(np.rint(model_to_halpha(model_input.image)), 0, 255).astype(np.uint8)
+    # Model-frame arrays are in FITS row order (row 0 = south); a PNG's first row is its top.
+    grey = np.clip(np.rint(model_to_halpha(model_input.image[::-1])), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(grey).save(buf, format="PNG", optimize=False)
     data = buf.getvalue()
