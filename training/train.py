@@ -75,6 +75,52 @@ def gan_loss(kind: str, logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+def make_step(
+    cfg: TrainConfig,
+    generator: torch.nn.Module,
+    discriminator: torch.nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    device: torch.device,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """One optimisation step of D then G on a batch; returns (L_D, GAN_G, L1, 1) on the device."""
+    g_fwd = torch.compile(generator) if cfg.compile else generator
+    d_fwd = torch.compile(discriminator) if cfg.compile else discriminator
+    cuda = device.type == "cuda"
+    one = torch.ones((), device=device)
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.bf16) else nullcontext()
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            fake = g_fwd(x)
+
+        # D: real pairs towards 1, generated pairs towards 0 (G is not updated here).
+        discriminator.requires_grad_(True)
+        with autocast():
+            loss_d = 0.5 * (
+                gan_loss(cfg.gan_loss, d_fwd(x, y), True)
+                + gan_loss(cfg.gan_loss, d_fwd(x, fake.detach()), False)
+            )
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # G: fool D, stay close to the truth in L1. D's weights need no gradients here.
+        discriminator.requires_grad_(False)
+        with autocast():
+            loss_g_gan = gan_loss(cfg.gan_loss, d_fwd(x, fake), True)
+        loss_l1 = F.l1_loss(fake.float(), y)
+        loss_g = loss_g_gan.float() + cfg.lambda_l1 * loss_l1
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return torch.stack([loss_d.detach().float(), loss_g_gan.detach().float(), loss_l1.detach(), one])
+
+    return step
+
+
 @dataclass
 class TrainResult:
     """What a run leaves behind."""
@@ -186,11 +232,7 @@ def train(
         history = list(state.get("history", []))
         log(f"resumed from {resume} at epoch {epoch}, step {step}")
 
-    g_step = torch.compile(generator) if cfg.compile else generator
-    d_step = torch.compile(discriminator) if cfg.compile else discriminator
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.bf16) else nullcontext()
-    )
+    train_step = make_step(cfg, generator, discriminator, opt_g, opt_d, device)
 
     def checkpoint(tag: str) -> Path:
         return save_checkpoint(
@@ -212,7 +254,7 @@ def train(
 
     # ----------------------------------------------------------------- loop
     checkpoints: list[Path] = []
-    sums = torch.zeros(4, device=device)  # D, G_gan, L1, count: summed on the device
+    sums = torch.zeros(4, device=device)  # D, G_gan, L1, steps: summed on the device
     t0 = time.perf_counter()
     t_last, step_last = t0, step
     first_step = step
@@ -232,32 +274,7 @@ def train(
             x = x.contiguous(memory_format=memory_format)
             y = y.contiguous(memory_format=memory_format)
 
-            with autocast:
-                fake = g_step(x)
-
-            # D: real pairs towards 1, generated pairs towards 0 (G is not updated here).
-            discriminator.requires_grad_(True)
-            with autocast:
-                loss_d = 0.5 * (
-                    gan_loss(cfg.gan_loss, d_step(x, y), True)
-                    + gan_loss(cfg.gan_loss, d_step(x, fake.detach()), False)
-                )
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-
-            # G: fool D, stay close to the truth in L1. D's weights need no gradients here.
-            discriminator.requires_grad_(False)
-            with autocast:
-                loss_g_gan = gan_loss(cfg.gan_loss, d_step(x, fake), True)
-                loss_l1 = F.l1_loss(fake.float(), y)
-                loss_g = loss_g_gan + cfg.lambda_l1 * loss_l1
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-
-            sums += torch.stack([loss_d.detach().float(), loss_g_gan.detach().float(),
-                                 loss_l1.detach().float(), torch.ones((), device=device)])
+            sums += train_step(x, y)
             step += 1
             if step % cfg.log_every == 0 or step == total_steps:
                 means = (sums[:3] / sums[3].clamp(min=1)).tolist()  # the only host sync

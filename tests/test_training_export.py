@@ -1,0 +1,74 @@
+"""ONNX export: the model contract, and parity with torch on real val frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.science.dataset import read_halpha_u8
+from service.science.preprocess import PREPROCESS_VERSION, halpha_to_model
+from training.export import REQUIRED_KEYS, ParityError, export_onnx, parity, read_metadata
+from training.model import UNetGenerator, init_weights
+
+
+def _generator(seed: int, ngf: int = 4):
+    import torch
+
+    torch.manual_seed(seed)
+    g = UNetGenerator(ngf=ngf, depth=8)
+    init_weights(g)
+    # Non-trivial batch-norm statistics, so eval mode differs from train mode.
+    g.train()
+    with torch.no_grad():
+        for _ in range(2):
+            g(torch.randn(2, 1, 256, 256))
+    return g
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory):
+    g = _generator(0)
+    path = export_onnx(g, tmp_path_factory.mktemp("export") / "g.onnx",
+                       {"config": {"ngf": 4}, "train_data_sha256": "abc", "version": "v-test"})
+    return g, path
+
+
+def test_metadata_follows_the_contract(exported) -> None:
+    _, path = exported
+    meta = read_metadata(path)
+    assert {f"synmag.{k}" for k in REQUIRED_KEYS} <= set(meta)
+    assert meta["synmag.preprocess_version"] == PREPROCESS_VERSION
+    assert meta["synmag.units"] == "model" and float(meta["synmag.gauss_scale"]) == 200.0
+    assert json.loads(meta["synmag.geometry"])["size"] == [1024, 1024]
+    assert json.loads(meta["synmag.config"]) == {"ngf": 4}
+    assert meta["synmag.version"] == "v-test"
+
+
+def test_io_names_and_dynamic_shapes(exported) -> None:
+    import onnxruntime as ort
+
+    _, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["halpha"]
+    assert [o.name for o in session.get_outputs()] == ["bz"]
+    for shape in [(1, 1, 256, 256), (2, 1, 512, 768)]:
+        out = session.run(["bz"], {"halpha": np.zeros(shape, np.float32)})[0]
+        assert out.shape == shape
+
+
+def test_parity_on_real_val_frame_below_half_gauss(exported, val_pair: tuple[Path, Path]) -> None:
+    g, path = exported
+    frame = halpha_to_model(read_halpha_u8(val_pair[0]))[None]
+    result = parity(g, path, frame)
+    assert result["max_abs_diff_g"] < 0.5
+    assert g.training  # the caller's module is left as it was
+
+
+def test_parity_fails_for_another_network(exported, val_pair: tuple[Path, Path]) -> None:
+    _, path = exported
+    frame = halpha_to_model(read_halpha_u8(val_pair[0]))[None]
+    with pytest.raises(ParityError):
+        parity(_generator(1), path, frame)
