@@ -28,14 +28,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="HTTP address (default SYNMAG_API_HOST)")
 
 
-def _app(settings: Any, state: Any) -> Any:
+def _app(settings: Any, state: Any, engine: Any, store: Any) -> Any:
     """H7's API app when present; otherwise a minimal one (health and metrics only)."""
     try:
         from service.api.app import create_app
     except ImportError:
         create_app = None
     if create_app is not None:
-        return create_app(settings, state)
+        return create_app(settings, state, engine=engine, store=store)
     from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -119,7 +119,12 @@ def main(args: Any) -> int:
         if server_box:
             server_box[0].should_exit = True
 
-    scheduler = PipelineScheduler(ctx, leadership, on_fatal=on_fatal, state=state)
+    truth = None
+    if settings.truth_source != "none":
+        from service.verification.truth import open_truth_source
+
+        truth = open_truth_source(settings)
+    scheduler = PipelineScheduler(ctx, leadership, on_fatal=on_fatal, state=state, truth=truth)
     log.info(
         "synmag serve: archive %s, database %s, store %s, model %s, providers asked %s",
         settings.gong_base_url, engine.url.render_as_string(hide_password=True), settings.store_url,
@@ -137,7 +142,7 @@ def main(args: Any) -> int:
 
     import uvicorn
 
-    app = _app(settings, state)
+    app = _app(settings, state, engine, store)
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)

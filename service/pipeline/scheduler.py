@@ -35,6 +35,8 @@ from service.pipeline.select import group_by_minute
 log = logging.getLogger(__name__)
 
 JOB_ID = "synmag-tick"
+# Products verified against HMI per tick, after the tick's minutes (verification is slower).
+VERIFY_PER_TICK = 2
 
 
 @dataclass
@@ -52,6 +54,8 @@ class PipelineScheduler:
     ----------
     ctx : PipelineContext
     leadership : Leadership
+    truth : service.verification.truth.TruthSource, optional
+        When given, each tick ends by verifying a few products against HMI.
     state : service.api.state.AppState, optional
         What the API reports (last tick, newest product).
     on_fatal : callable, optional
@@ -61,9 +65,11 @@ class PipelineScheduler:
     """
 
     def __init__(
-        self, ctx: PipelineContext, leadership: Leadership, on_fatal: Any = None, state: Any = None
+        self, ctx: PipelineContext, leadership: Leadership, on_fatal: Any = None, state: Any = None,
+        truth: Any = None,
     ) -> None:
         self.ctx = ctx
+        self.truth = truth  # service.verification.truth.TruthSource, or None: no verification
         self.state = state  # service.api.state.AppState, told of ticks and products
         self.leadership = leadership
         self.on_fatal = on_fatal
@@ -122,7 +128,19 @@ class PipelineScheduler:
             report.outcomes.append(outcome)
             if self.state is not None and outcome.outcome in ("product", "repaired") and outcome.obs_time:
                 self.state.product_committed(outcome.obs_time, datetime.now(UTC))
+        self._verify()
         return report
+
+    def _verify(self) -> None:
+        """Score a few recent products against HMI truth when a truth source is configured."""
+        if self.truth is None or self._stop.is_set():
+            return
+        from service.verification.verify import verify_pending
+
+        try:
+            verify_pending(self.ctx.sessions, self.ctx.store, self.truth, limit=VERIFY_PER_TICK)
+        except Exception as exc:  # verification must never stop the feed
+            log.warning("verification failed this tick: %s", exc)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
