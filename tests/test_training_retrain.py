@@ -30,5 +30,7 @@ def test_smoke_retrain_registers_a_version(data_dir: Path, tmp_path: Path) -> No
     report = json.loads(result.report_path.read_text())
     assert report["smoke"] is True and "6 of 130 val days" in report["note"]
     assert report["parity"]["max_abs_diff_g"] < 0.5
+    first = report["per_day"]["persistence"][0]  # rotated from the last train day, 1 day back
+    assert first["prev_time"].startswith("2014-03-18") and first["time"].startswith("2014-03-19")
     for png in ("examples.png", "ppa_vs_threshold.png", "metrics_table.png"):
         assert (result.report_path.parent / png).stat().st_size > 0

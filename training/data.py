@@ -1,7 +1,7 @@
 """Training data: read once, put on the device once, crop and flip there.
 
 Two on-disk formats are read, both in the model frame of
-``service.science.preprocess`` (1024x1024, north up, disk centre ``MODEL_CENTER``,
+``service.science.preprocess`` (1024x1024, row 0 = solar south as in FITS, disk centre ``MODEL_CENTER``,
 radius ``MODEL_RADIUS_PX``):
 
 WebP pairs (the Ha2Mag dataset, ``DATA_DIR/{train,val}/``)

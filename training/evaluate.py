@@ -108,6 +108,8 @@ def load_valset(
     for i in chosen:
         day = val[i]
         prev = val[i - 1] if i > 0 else train[-1]
+        if i == 0 and prev.time >= day.time:
+            raise ValueError("the last train day must precede the first val day")
         truth = truth_gauss(day)
         x = preprocess.halpha_to_model(read_halpha(day))
         days.append(ValDay(day.time, x, truth, detect_regions(np.nan_to_num(truth), mask), prev.time))
@@ -121,6 +123,8 @@ def load_valset(
         name: [score_day(pred, d) for pred, d in zip(preds, days, strict=True)]
         for name, preds in vs.baseline_preds.items()
     }
+    for entry, d in zip(vs.baseline_scores["persistence"], days, strict=True):
+        entry["prev_time"] = d.prev_time  # the day that was rotated forward
     return vs
 
 
@@ -319,10 +323,11 @@ def _figure_examples(path: Path, valset: ValSet, preds: Sequence[np.ndarray]) ->
         panels = [day.x, day.truth, pred, valset.baseline_preds["persistence"][i],
                   valset.baseline_preds["zero"][i]]
         for j, (ax, img) in enumerate(zip(axes[i], panels, strict=True)):
+            # Row 0 of the model frame is solar south: origin "lower" puts north up.
             if j == 0:
-                ax.imshow(img, cmap="gray", vmin=-1, vmax=1)
+                ax.imshow(img, cmap="gray", vmin=-1, vmax=1, origin="lower")
             else:
-                ax.imshow(img, cmap="gray", vmin=-200, vmax=200)
+                ax.imshow(img, cmap="gray", vmin=-200, vmax=200, origin="lower")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

@@ -65,11 +65,14 @@ def retrain(
 ) -> RetrainResult:
     """Run the chain for ``cfg`` (``cfg.data_dir`` set); see the module docstring."""
     t0 = time.perf_counter()
-    splits = split_days(cfg.data_dir)
-    if cfg.train_days:
-        splits = {**splits, "train": splits["train"][: cfg.train_days]}
+    all_splits = split_days(cfg.data_dir)
     t = time.perf_counter()
-    valset = load_valset(cfg.data_dir, cfg.eval_days, splits)
+    # The first val day's persistence baseline is the last day of the FULL train split,
+    # even when this run trains on fewer days.
+    valset = load_valset(cfg.data_dir, cfg.eval_days, all_splits)
+    splits = all_splits
+    if cfg.train_days:
+        splits = {**all_splits, "train": all_splits["train"][: cfg.train_days]}
     log(f"val: {len(valset.days)} of {valset.n_available} days, baselines scored in "
         f"{time.perf_counter() - t:.1f} s")
     device = pick_device(cfg.device)
