@@ -7,13 +7,14 @@ Validated once at start (``get_settings()``); every other module receives a
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 VAR_DIR = Path("var")
 
@@ -53,7 +54,8 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None, description="Registry version or ONNX path; default: the production version"
     )
-    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    # NoDecode: SYNMAG_PROVIDERS is "cuda,cpu" (split by the validator below), not JSON.
+    providers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     require_gpu: bool = Field(default=False, description="Refuse to start when no GPU provider is active")
     bundled_model_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "models")
     model_cache_dir: Path = Field(
@@ -97,7 +99,9 @@ class Settings(BaseSettings):
     @field_validator("providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip().startswith("["):
+            value = json.loads(value)  # a JSON list is accepted too
+        elif isinstance(value, str):
             value = [p.strip() for p in value.split(",") if p.strip()]
         if isinstance(value, list):
             return [PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in value]

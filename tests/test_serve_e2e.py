@@ -268,3 +268,23 @@ def test_timeouts_and_broken_files_are_retried_or_rejected_while_serving(cluster
     assert {_minute_key(p.obs_minute) for p in db.products()} == expected
     assert proc.stop() == 0
     db.close()
+
+
+def test_serve_refuses_to_start_without_gpu_when_one_is_required(cluster):
+    env = cluster.serve_env("http://127.0.0.1:9", SYNMAG_REQUIRE_GPU="true", SYNMAG_PROVIDERS="cuda,cpu")
+    proc = cluster.spawn("gpu", ["serve", "--once"], env)
+    assert proc.popen.wait(120) == 1
+    assert "SYNMAG_REQUIRE_GPU" in proc.log.read_text()
+
+
+def test_serve_without_any_model_runs_and_records_minutes_as_skipped(cluster, val_source):
+    archive = cluster.replay(val_source, "--cadence", "60", "--rewind", "10", "--backlog", "2")
+    env = cluster.serve_env(archive)
+    env.pop("SYNMAG_MODEL")
+    proc = cluster.spawn("no-model", ["serve", "--once"], env)
+    assert proc.popen.wait(120) == 0, proc.tail()
+    log = proc.log.read_text()
+    assert "no model available" in log and '"outcome":"no_model"' in log
+    db = Db(env["SYNMAG_DATABASE_URL"])
+    assert db.rows("SELECT DISTINCT state, detail FROM minute_states") == [("skipped", "no_model")]
+    db.close()
