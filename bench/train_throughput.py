@@ -67,12 +67,12 @@ def measure(cfg: Any, steps: int, warmup: int, device: Any) -> dict[str, Any]:
 
     t_warm = time.perf_counter()
     for _ in range(warmup):
-        step(x, y)
+        step(x, y, None)
     sync()
     warm_s = time.perf_counter() - t_warm
     t0 = time.perf_counter()
     for _ in range(steps):
-        losses = step(x, y)
+        losses = step(x, y, None)
     sync()
     wall = time.perf_counter() - t0
     flops = flops_per_crop(cfg)

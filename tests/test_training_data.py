@@ -69,22 +69,24 @@ def test_flip_flips_target_sign(two_days: DeviceDays) -> None:
     for flip in (False, True):
         g = torch.Generator().manual_seed(11)
         draws[flip] = two_days.batch(index, 256, g, flip_ns=flip)
-    (x0, y0), (x1, y1) = draws[False], draws[True]
+    (x0, y0, c0), (x1, y1, c1) = draws[False], draws[True]
     flipped = [not torch.equal(x0[i], x1[i]) for i in range(len(index))]
     assert any(flipped) and not all(flipped)
     for i, f in enumerate(flipped):
         if f:  # rows reversed (N-S) and B negated
             assert torch.equal(x1[i], x0[i].flip(-2))
             assert torch.equal(y1[i], -y0[i].flip(-2))
+            # a N-S flipped crop sits in the other hemisphere: y position mirrored, x kept
+            assert torch.equal(c1[i, 1], -c0[i, 1].flip(-2)) and torch.equal(c1[i, 0], c0[i, 0])
         else:
-            assert torch.equal(y1[i], y0[i])
+            assert torch.equal(y1[i], y0[i]) and torch.equal(c1[i], c0[i])
 
 
 def test_ew_flip_negates_too(two_days: DeviceDays) -> None:
     index = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
     g0, g1 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    x0, y0 = two_days.batch(index, 256, g0, flip_ns=False, flip_ew=False)
-    x1, y1 = two_days.batch(index, 256, g1, flip_ns=False, flip_ew=True)
+    x0, y0, _ = two_days.batch(index, 256, g0, flip_ns=False, flip_ew=False)
+    x1, y1, _ = two_days.batch(index, 256, g1, flip_ns=False, flip_ew=True)
     for i in range(len(index)):
         if not torch.equal(x0[i], x1[i]):
             assert torch.equal(y1[i], -y0[i].flip(-1))
@@ -110,3 +112,17 @@ def test_fits_pairs_are_read_in_model_units(tmp_path: Path) -> None:
     x, y = stack.full(0)
     assert float(y.abs().max()) <= 1.0  # clipped at +-200 G by gauss_to_model
     assert float(y[0, 0][torch.from_numpy(~mask)].abs().max()) == 0.0
+
+
+def test_crop_positions_match_the_full_frame(two_days: DeviceDays) -> None:
+    from training.model import frame_coords
+
+    index = torch.tensor([0, 1])
+    x, _, coords = two_days.batch(index, 256, torch.Generator().manual_seed(3), flip_ns=False)
+    full_x, _ = two_days.full(0)
+    grid = frame_coords(1, 1024, 1024, torch.device("cpu"), torch.float32)[0]
+    # find the crop in the full frame through its position channels, then compare pixels
+    oy = round(float(coords[0, 1, 0, 0]) * 450.0 + 512.0)
+    ox = round(float(coords[0, 0, 0, 0]) * 450.0 + 512.0)
+    torch.testing.assert_close(coords[0], grid[:, oy : oy + 256, ox : ox + 256])
+    torch.testing.assert_close(x[0, 0], full_x[0, 0, oy : oy + 256, ox : ox + 256])

@@ -36,6 +36,7 @@ class TrainConfig:
     depth: int = 8
     norm: str = "batch"  # batch | instance | none
     dropout: float = 0.5
+    coords: bool = False  # position channels for the generator (training/model.py): hemisphere for Hale's law
     ndf: int = 64
     d_layers: int = 3  # 3 -> 70x70 receptive field
     # --- objective and optimiser ---------------------------------------------

@@ -297,11 +297,13 @@ class DeviceDays:
         generator: torch.Generator,
         flip_ns: bool = True,
         flip_ew: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random crops (and flips) of the days in ``index``; (B, 1, crop, crop) each.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random crops (and flips) of the days in ``index``: x, y (B, 1, crop, crop) and
+        the crops' position channels (B, 2, crop, crop), see ``training.model.frame_coords``.
 
         Everything happens on the device, drawn from ``generator``: no host sync.
-        A flipped sample has its target negated (see the module docstring).
+        A flipped sample has its target negated (see the module docstring), and its
+        position mirrored with it: a N-S flipped crop is a crop of the other hemisphere.
         """
         b = index.shape[0]
         n, h, w = self.halpha.shape
@@ -311,6 +313,9 @@ class DeviceDays:
         ar = torch.arange(crop, device=dev)
         rows = (oy[:, None] + ar)[:, :, None]  # (B, crop, 1)
         cols = (ox[:, None] + ar)[:, None, :]  # (B, 1, crop)
+        # Position of every pixel in solar radii from the disk centre (x west, y north).
+        cy = ((rows - preprocess.MODEL_CENTER[1]) / preprocess.MODEL_RADIUS_PX).float().expand(b, crop, crop)
+        cx = ((cols - preprocess.MODEL_CENTER[0]) / preprocess.MODEL_RADIUS_PX).float().expand(b, crop, crop)
         idx = index.to(dev)[:, None, None]
         x, y = self.decode(self.halpha[idx, rows, cols], self.target[idx, rows, cols], self.mask[rows, cols])
         # Draw both coins always, so the random stream does not depend on the flip settings.
@@ -320,14 +325,17 @@ class DeviceDays:
             ns = coins[0][:, None, None]
             x = torch.where(ns, x.flip(1), x)
             y = torch.where(ns, y.flip(1), y)
+            cy = torch.where(ns, -cy.flip(1), cy)
             sign = torch.where(coins[0], -sign, sign)
         if flip_ew:
             ew = coins[1][:, None, None]
             x = torch.where(ew, x.flip(2), x)
             y = torch.where(ew, y.flip(2), y)
+            cx = torch.where(ew, -cx.flip(2), cx)
             sign = torch.where(coins[1], -sign, sign)
         y = y * sign[:, None, None]
-        return x[:, None].contiguous(), y[:, None].contiguous()
+        coords = torch.stack([cx, cy], dim=1).to(x.dtype)
+        return x[:, None].contiguous(), y[:, None].contiguous(), coords.contiguous()
 
 
 def epoch_batches(

@@ -9,12 +9,30 @@ returns one logit per 70x70 patch.
 
 Written flat (lists of levels, one loop down and one loop up) rather than as
 pix2pix's recursive blocks, so that the forward pass reads top to bottom.
+
+Position channels (``coords=True``, an addition to the paper). H-alpha carries no
+polarity: the generator can only infer it from Hale's law, and that needs to know the
+hemisphere. A 256 or 512 crop often shows no limb, so nothing in it says north or
+south. The generator therefore also sees two channels, the model-frame position of
+every pixel in solar radii from the disk centre, ``(x - cx) / R`` and ``(y - cy) / R``
+(x west, y north; FITS row order). Training passes each crop's own position map;
+a full frame (service, evaluation, ONNX export) builds it from the frame's size.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX
+
+
+def frame_coords(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Position channels (N, 2, H, W) of a full model frame: x and y from the disk centre in radii."""
+    ys = (torch.arange(h, device=device, dtype=dtype) - MODEL_CENTER[1]) / MODEL_RADIUS_PX
+    xs = (torch.arange(w, device=device, dtype=dtype) - MODEL_CENTER[0]) / MODEL_RADIUS_PX
+    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)])
+    return grid[None].expand(n, 2, h, w)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -49,6 +67,8 @@ class UNetGenerator(nn.Module):
     dropout
         Dropout probability in the decoder levels that pix2pix drops out: the
         8ngf levels between the bottleneck and the 4ngf level. Off in eval mode.
+    coords
+        Also feed the two position channels (see the module docstring).
     """
 
     def __init__(
@@ -59,11 +79,15 @@ class UNetGenerator(nn.Module):
         depth: int = 8,
         norm: str = "batch",
         dropout: float = 0.5,
+        coords: bool = False,
     ) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError("depth must be at least 2")
         self.depth = depth
+        self.coords = coords
+        if coords:
+            in_channels += 2
         # A convolution followed by batch norm needs no bias (pix2pix does the same).
         bias = norm != "batch"
         ch = level_channels(ngf, depth)
@@ -99,7 +123,13 @@ class UNetGenerator(nn.Module):
             ups.append(nn.Sequential(*layers))
         self.ups = nn.ModuleList(ups)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        """Map H-alpha ``x`` (N, 1, H, W) to B (N, 1, H, W); ``coords`` default: a full frame's."""
+        if self.coords:
+            if coords is None:
+                n, _, hh, ww = x.shape
+                coords = frame_coords(n, hh, ww, x.device, x.dtype)
+            x = torch.cat([x, coords.to(x.dtype)], dim=1)
         skips = []
         h = x
         for down in self.downs:

@@ -56,7 +56,9 @@ def seed_everything(seed: int) -> None:
 
 
 def build_models(cfg: TrainConfig) -> tuple[UNetGenerator, PatchDiscriminator]:
-    generator = UNetGenerator(ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout)
+    generator = UNetGenerator(
+        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords
+    )
     discriminator = PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.norm)
     init_weights(generator)
     init_weights(discriminator)
@@ -82,8 +84,12 @@ def make_step(
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
     device: torch.device,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One optimisation step of D then G on a batch; returns (L_D, GAN_G, L1, 1) on the device."""
+) -> Callable[..., torch.Tensor]:
+    """One optimisation step of D then G on a batch; returns (L_D, GAN_G, L1, 1) on the device.
+
+    ``step(x, y, coords=None)``: ``coords`` are the crops' position channels (used by a
+    generator built with ``coords=True``); the discriminator sees H-alpha and B only.
+    """
     g_fwd = torch.compile(generator) if cfg.compile else generator
     d_fwd = torch.compile(discriminator) if cfg.compile else discriminator
     cuda = device.type == "cuda"
@@ -92,9 +98,9 @@ def make_step(
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.bf16) else nullcontext()
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def step(x: torch.Tensor, y: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
         with autocast():
-            fake = g_fwd(x)
+            fake = g_fwd(x, coords)
 
         # D: real pairs towards 1, generated pairs towards 0 (G is not updated here).
         discriminator.requires_grad_(True)
@@ -157,7 +163,9 @@ def generator_from_checkpoint(path: str | Path) -> tuple[UNetGenerator, TrainCon
     """The generator (CPU, eval mode) and config saved in a checkpoint."""
     state = load_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
-    generator = UNetGenerator(ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout)
+    generator = UNetGenerator(
+        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords
+    )
     generator.load_state_dict(state["generator"])
     return generator.eval(), cfg, state
 
@@ -270,11 +278,12 @@ def train(
         for k, index in enumerate(epoch_batches(n_days, cfg.batch_size, cfg.order, cfg.seed, epoch)):
             if k < skip:
                 continue
-            x, y = data.batch(index, cfg.crop, crop_rng, cfg.flip_ns, cfg.flip_ew)
+            x, y, coords = data.batch(index, cfg.crop, crop_rng, cfg.flip_ns, cfg.flip_ew)
             x = x.contiguous(memory_format=memory_format)
             y = y.contiguous(memory_format=memory_format)
+            coords = coords.contiguous(memory_format=memory_format)
 
-            sums += train_step(x, y)
+            sums += train_step(x, y, coords)
             step += 1
             if step % cfg.log_every == 0 or step == total_steps:
                 means = (sums[:3] / sums[3].clamp(min=1)).tolist()  # the only host sync
