@@ -89,6 +89,12 @@ model_info = Gauge(
     ["version", "provider"],
 )
 model_loaded = Gauge("synmag_model_loaded", "1 when an inference session is loaded")
+# What the instance was configured for, so that a CPU session can be told apart
+# from a CPU-only deployment (alert SynmagProviderFellBackToCPU) from the start.
+gpu_required = Gauge(
+    "synmag_gpu_required",
+    "1 when this instance should run on a GPU (SYNMAG_REQUIRE_GPU, or a GPU provider asked first)",
+)
 upstream_errors_total = Counter(
     "synmag_upstream_errors_total", "Failed requests to the GONG archive, by kind", ["kind"]
 )
@@ -159,6 +165,11 @@ def set_model(version: str | None, providers: list[str]) -> None:
         return
     model_info.labels(version=version, provider=providers[0] if providers else "none").set(1)
     model_loaded.set(1)
+
+
+def set_gpu_required(required: bool) -> None:
+    """Export whether the configuration asks for a GPU provider (``synmag_gpu_required``)."""
+    gpu_required.set(1 if required else 0)
 
 
 def product_committed(obs_unix: float) -> None:

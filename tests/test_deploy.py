@@ -129,3 +129,19 @@ def test_issue_metrics_are_declared() -> None:
     declared = declared_series()
     for name in ISSUE_METRICS:
         assert name in declared or f"{name}_bucket" in declared, name
+
+
+@pytest.mark.parametrize(("asked", "required"), [
+    ({}, 0.0),
+    ({"providers": "cpu,cuda"}, 0.0),
+    ({"providers": "cuda,cpu"}, 1.0),
+    ({"require_gpu": True}, 1.0),
+])
+def test_runtime_exports_whether_a_gpu_is_required(asked: dict, required: float) -> None:
+    """``synmag_gpu_required``, which SynmagProviderFellBackToCPU joins on, follows the settings."""
+    from service.observability import REGISTRY
+    from service.pipeline.runtime import ModelRuntime
+    from service.settings import Settings
+
+    ModelRuntime(Settings(**asked), registry=None)
+    assert REGISTRY.get_sample_value("synmag_gpu_required") == required

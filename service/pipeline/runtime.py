@@ -60,6 +60,9 @@ class ModelRuntime:
         self._current: LoadedModel | None = None
         self._missing_logged = False
         self._path_spec_version: str | None = None
+        # exported at start so that a CPU session alerts only where a GPU was asked for
+        asked_first = settings.providers[0] if settings.providers else None
+        obs.set_gpu_required(settings.require_gpu or asked_first in GPU_PROVIDERS)
 
     @property
     def current(self) -> LoadedModel | None:
