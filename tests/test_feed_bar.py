@@ -125,6 +125,7 @@ def test_feed_bar(feed: Feed) -> None:
     for name in ISSUE_METRICS:
         assert name in names or f"{name}_bucket" in names, name
     assert any(line.startswith("synmag_model_info{") and line.endswith(" 1.0") for line in lines)
+    assert "synmag_gpu_required 0.0" in lines  # CPU providers asked: no fallback alert
     assert any(line.startswith("synmag_verification_score{") for line in lines)
 
     home = client.get("/")
