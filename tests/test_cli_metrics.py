@@ -141,7 +141,6 @@ def test_geometry_from_a_product_header(tmp_path):
     gauss = np.where(geom.mask(), 1.0, np.nan).astype(np.float32)
     path = write_product_fits(tmp_path / "p.fits", gauss, geom, {"site": "BB"})
     g = geometry_from_header(fits.getheader(path))
-    # The product is written in FITS row order: the centre's row is mirrored.
-    cx, cy = geom.center
-    assert g.center == pytest.approx((cx, geom.size - 1 - cy), abs=1e-6)
+    # Model frames and products share FITS row order: the centre is the same pixel.
+    assert g.center == pytest.approx(geom.center, abs=1e-6)
     assert g.radius_px == pytest.approx(geom.radius_px, rel=1e-9)
