@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from service import __version__
 from service.errors import SynmagError, UsageError
 
@@ -44,10 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # One invocation is one start: settings are read from the environment anew and
+    # validated once for it (``get_settings`` caches them for the rest of the command).
+    from service.settings import get_settings
+
+    get_settings.cache_clear()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not args.verbose:
+        # Alembic narrates every plugin and migration at INFO: noise for a CLI user.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return int(args._module.main(args) or 0)
     except UsageError as exc:
@@ -56,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     except SynmagError as exc:
         print(f"synmag {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except ValidationError as exc:  # bad SYNMAG_* settings: say which, no traceback
+        for err in exc.errors():
+            where = "SYNMAG_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            print(f"synmag {args.command}: invalid setting {where}: {err['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,9 @@ def close_parfive_loops() -> Iterator[None]:
 
     yield
     for obj in gc.get_objects():
-        if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
+        # type(), not isinstance(): isinstance reads obj.__class__, and some module-level
+        # objects (torch's deprecated reduce_op) warn when that attribute is read.
+        if issubclass(type(obj), asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():
             obj.close()
 
 

@@ -1,32 +1,35 @@
-"""`synmag-train retrain` with the smoke config on the real data registers a version."""
+"""Issue 3's bar: the smoke retrain on the real data registers a version that
+``synmag models --json`` lists with metrics and baselines, and that
+``synmag process --model VERSION`` uses to write a product."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.io import fits
+
+from service.cli import main as synmag
 
 
-@pytest.mark.slow
-def test_smoke_retrain_registers_a_version(data_dir: Path, tmp_path: Path) -> None:
-    from service.registry import Registry
+@pytest.fixture(scope="module")
+def smoke_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from service.settings import load_settings
     from training.config import load_config
     from training.retrain import retrain
 
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp_path}/synmag.db", store_url=f"file://{tmp_path}/store"
-    )
-    cfg = load_config("smoke", data_dir=str(data_dir), out_dir=str(tmp_path / "runs"))
-    result = retrain(cfg, settings=settings, log=lambda _: None)
+    tmp = tmp_path_factory.mktemp("retrain")
+    env = {"SYNMAG_DATABASE_URL": f"sqlite:///{tmp}/synmag.db", "SYNMAG_STORE_URL": f"file://{tmp}/store"}
+    settings = load_settings(database_url=env["SYNMAG_DATABASE_URL"], store_url=env["SYNMAG_STORE_URL"])
+    cfg = load_config("smoke", data_dir=str(data_dir), out_dir=str(tmp / "runs"))
+    return retrain(cfg, settings=settings, log=lambda _: None), cfg, env
 
-    rows = {mv.version: mv for mv in Registry(settings).list()}
-    row = rows[result.version]
-    assert len(row.sha256) == 64
-    assert set(row.metrics["baselines"]) == {"zero", "persistence"}
-    assert row.metrics["model"]["r_bin8"]["n"] == cfg.eval_days
-    assert row.lineage["train_data_sha256"] and row.config["name"] == "smoke"
+
+@pytest.mark.slow
+def test_smoke_retrain_report(smoke_run) -> None:
+    result, cfg, _ = smoke_run
     report = json.loads(result.report_path.read_text())
     assert report["smoke"] is True and "6 of 130 val days" in report["note"]
     assert report["parity"]["max_abs_diff_g"] < 0.5
@@ -34,3 +37,43 @@ def test_smoke_retrain_registers_a_version(data_dir: Path, tmp_path: Path) -> No
     assert first["prev_time"].startswith("2014-03-18") and first["time"].startswith("2014-03-19")
     for png in ("examples.png", "ppa_vs_threshold.png", "metrics_table.png"):
         assert (result.report_path.parent / png).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_models_json_lists_the_version(smoke_run, monkeypatch, capsys) -> None:
+    result, cfg, env = smoke_run
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert synmag(["models", "--json"]) == 0
+    (entry,) = [m for m in json.loads(capsys.readouterr().out) if m["version"] == result.version]
+    assert len(entry["sha256"]) == 64 and entry["created_at"] and entry["status"]
+    assert set(entry["metrics"]["baselines"]) == {"zero", "persistence"}
+    assert entry["metrics"]["model"]["r_bin8"]["n"] == cfg.eval_days
+
+
+@pytest.mark.slow
+def test_process_with_the_registered_version(
+    smoke_run, real_frame_paths: dict[str, Path], tmp_path: Path, monkeypatch
+) -> None:
+    import hashlib
+
+    import astropy.units as u
+    import sunpy.map
+
+    result, _, env = smoke_run
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    frame = real_frame_paths["hpln"]
+    assert synmag(["process", str(frame), "--out", str(tmp_path), "--model", result.version]) == 0
+    (product,) = tmp_path.glob("*.fits")
+    with fits.open(product) as hdul:
+        header, data = hdul[0].header, hdul[0].data
+    assert data.shape == (1024, 1024) and header["BUNIT"] == "Gauss"
+    yy, xx = np.mgrid[:1024, :1024]
+    r = np.hypot(xx - 512.0, yy - 512.0)
+    assert np.isnan(data[r > 452]).all() and np.isfinite(data[r < 448]).all()
+    assert header["INSHA256"] == hashlib.sha256(frame.read_bytes()).hexdigest()
+    assert header["MODELVER"] == result.version
+    smap = sunpy.map.Map(product)
+    centre = smap.pixel_to_world(512 * u.pix, 512 * u.pix)
+    assert abs(centre.Tx.to_value(u.arcsec)) < 5 and abs(centre.Ty.to_value(u.arcsec)) < 5

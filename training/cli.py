@@ -6,6 +6,7 @@ retrain   train -> evaluate -> export -> parity -> register -> gate (``make retr
 train     train only (checkpoints and history under ``out_dir/name``)
 evaluate  score a checkpoint on val beside the baselines, write a report
 export    export a checkpoint to ONNX and check parity on val frames
+card      ship a run: copy its ONNX into models/ and write the model card
 """
 
 from __future__ import annotations
@@ -101,6 +102,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from training.model_card import build_card
+
+    for run in [args.ship, *args.seeds, *args.ablation]:
+        if not (Path(run) / "report" / "report.json").is_file():
+            raise UsageError(f"{run} has no report/report.json (run `synmag-train retrain` first)")
+    print(build_card(args.ship, args.seeds, args.ablation, args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synmag-train", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--version", default=None)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("card", help="ship a run into models/ with its model card")
+    p.add_argument("--ship", required=True, type=Path, help="run folder of the version to ship")
+    p.add_argument("--seeds", nargs="+", required=True, type=Path,
+                   help="run folders of the shipped configuration (all seeds, the shipped one too)")
+    p.add_argument("--ablation", nargs="*", default=[], type=Path, help="run folders of the shuffled ablation")
+    p.add_argument("--out", type=Path, default=Path("models"))
+    p.set_defaults(func=cmd_card)
     return parser
 
 
