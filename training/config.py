@@ -36,6 +36,7 @@ class TrainConfig:
     depth: int = 8
     norm: str = "batch"  # batch | instance | none
     dropout: float = 0.5
+    scale: int = 1  # working scale: the U-Net sees scale x scale block means (training/model.py)
     coords: bool = False  # position channels for the generator (training/model.py): hemisphere for Hale's law
     ndf: int = 64
     d_layers: int = 3  # 3 -> 70x70 receptive field
@@ -79,7 +80,8 @@ class TrainConfig:
             (self.gan_loss in ("vanilla", "lsgan"), f"gan_loss {self.gan_loss!r}"),
             (self.order in ("chronological", "shuffled"), f"order {self.order!r}"),
             (self.depth >= 2 and self.ngf >= 1 and self.ndf >= 1, "depth/ngf/ndf"),
-            (self.crop % (2**self.depth) == 0, f"crop {self.crop} not a multiple of 2**depth"),
+            (self.crop % (self.scale * 2**self.depth) == 0, f"crop {self.crop} not a multiple of scale * 2**depth"),
+            (self.scale >= 1, f"scale {self.scale} must be >= 1"),
             (self.batch_size >= 1, f"batch_size {self.batch_size}"),
             (self.epochs_constant >= 0 and self.epochs_decay >= 0, "epochs"),
             (self.epochs_constant + self.epochs_decay >= 1, "epochs_constant + epochs_decay < 1"),

@@ -122,7 +122,8 @@ def export_onnx(generator: torch.nn.Module, path: str | Path, metadata: Mapping[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     depth = int(getattr(generator, "depth", 8))
-    step = 2**depth
+    # Inputs must be multiples of the working scale times 2**depth (1024 for scale 4).
+    step = int(getattr(generator, "scale", 1)) * 2**depth
     model = _cpu_eval_copy(generator)
     # A 2-step example: with a 1-step one the bottleneck is 1x1 and torch.export would
     # specialise shapes on it.

@@ -17,12 +17,20 @@ south. The generator therefore also sees two channels, the model-frame position 
 every pixel in solar radii from the disk centre, ``(x - cx) / R`` and ``(y - cy) / R``
 (x west, y north; FITS row order). Training passes each crop's own position map;
 a full frame (service, evaluation, ONNX export) builds it from the frame's size.
+
+Working scale (``scale=s``, an addition to the paper). With ``s > 1`` the U-Net works
+on s x s block means of the frame and its output is upsampled bilinearly back to the
+frame: a whole 1024 disk becomes a 256 image, so one sample shows both hemispheres and
+every active region at the cost of one 256 crop. The metrics that decide a version
+(r after 8x8 binning, polarity in active regions) live at that scale. Training feeds
+block means directly (``native=True``); the service feeds full frames.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX
 
@@ -69,6 +77,8 @@ class UNetGenerator(nn.Module):
         8ngf levels between the bottleneck and the 4ngf level. Off in eval mode.
     coords
         Also feed the two position channels (see the module docstring).
+    scale
+        Working scale: the network sees ``scale`` x ``scale`` block means (module docstring).
     """
 
     def __init__(
@@ -80,12 +90,14 @@ class UNetGenerator(nn.Module):
         norm: str = "batch",
         dropout: float = 0.5,
         coords: bool = False,
+        scale: int = 1,
     ) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError("depth must be at least 2")
         self.depth = depth
         self.coords = coords
+        self.scale = scale
         if coords:
             in_channels += 2
         # A convolution followed by batch norm needs no bias (pix2pix does the same).
@@ -123,13 +135,29 @@ class UNetGenerator(nn.Module):
             ups.append(nn.Sequential(*layers))
         self.ups = nn.ModuleList(ups)
 
-    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
-        """Map H-alpha ``x`` (N, 1, H, W) to B (N, 1, H, W); ``coords`` default: a full frame's."""
+    def forward(
+        self, x: torch.Tensor, coords: torch.Tensor | None = None, native: bool = False
+    ) -> torch.Tensor:
+        """Map H-alpha ``x`` (N, 1, H, W) to B (N, 1, H, W); ``coords`` default: a full frame's.
+
+        ``native``: ``x`` (and ``coords``) are already at the working scale (training);
+        the output then stays at that scale too.
+        """
+        rescale = self.scale > 1 and not native
+        if self.coords and coords is None:
+            n, _, hh, ww = x.shape
+            coords = frame_coords(n, hh, ww, x.device, x.dtype)
+        if rescale:
+            x = F.avg_pool2d(x, self.scale)
+            coords = F.avg_pool2d(coords, self.scale) if coords is not None else None
         if self.coords:
-            if coords is None:
-                n, _, hh, ww = x.shape
-                coords = frame_coords(n, hh, ww, x.device, x.dtype)
             x = torch.cat([x, coords.to(x.dtype)], dim=1)
+        out = self._unet(x)
+        if rescale:
+            out = F.interpolate(out, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return out
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         h = x
         for down in self.downs:

@@ -57,7 +57,8 @@ def seed_everything(seed: int) -> None:
 
 def build_models(cfg: TrainConfig) -> tuple[UNetGenerator, PatchDiscriminator]:
     generator = UNetGenerator(
-        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords
+        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords,
+        scale=cfg.scale,
     )
     discriminator = PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.norm)
     init_weights(generator)
@@ -99,8 +100,12 @@ def make_step(
         return torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.bf16) else nullcontext()
 
     def step(x: torch.Tensor, y: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+        if cfg.scale > 1:
+            # The generator's working scale: D, L1 and G all see block means.
+            x, y = F.avg_pool2d(x, cfg.scale), F.avg_pool2d(y, cfg.scale)
+            coords = F.avg_pool2d(coords, cfg.scale) if coords is not None else None
         with autocast():
-            fake = g_fwd(x, coords)
+            fake = g_fwd(x, coords, cfg.scale > 1)
 
         # D: real pairs towards 1, generated pairs towards 0 (G is not updated here).
         discriminator.requires_grad_(True)
@@ -164,7 +169,8 @@ def generator_from_checkpoint(path: str | Path) -> tuple[UNetGenerator, TrainCon
     state = load_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
     generator = UNetGenerator(
-        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords
+        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords,
+        scale=cfg.scale,
     )
     generator.load_state_dict(state["generator"])
     return generator.eval(), cfg, state
