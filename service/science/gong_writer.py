@@ -37,8 +37,8 @@ from astropy.time import Time
 from scipy import ndimage
 
 from service.science.dataset import fit_disk
-from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX, MODEL_SIZE
 from service.science.gong import FRAME_SHAPE, site_by_letter
+from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX, MODEL_SIZE
 
 __all__ = [
     "DEFAULT_CENTER",
