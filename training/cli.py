@@ -108,7 +108,7 @@ def cmd_card(args: argparse.Namespace) -> int:
     for run in [args.ship, *args.seeds, *args.ablation]:
         if not (Path(run) / "report" / "report.json").is_file():
             raise UsageError(f"{run} has no report/report.json (run `synmag-train retrain` first)")
-    print(build_card(args.ship, args.seeds, args.ablation, args.out))
+    print(build_card(args.ship, args.seeds, args.ablation, args.out, args.notes))
     return 0
 
 
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders of the shipped configuration (all seeds, the shipped one too)")
     p.add_argument("--ablation", nargs="*", default=[], type=Path, help="run folders of the shuffled ablation")
     p.add_argument("--out", type=Path, default=Path("models"))
+    p.add_argument("--notes", type=Path, default=None, help="markdown appended to the card (what was tried)")
     p.set_defaults(func=cmd_card)
     return parser
 

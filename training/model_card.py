@@ -123,11 +123,27 @@ def _cost(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def targets(shipped: dict[str, Any]) -> str:
+    """The model-v1 targets on val: beat rotated persistence on r_bin8; AR PPA at 20 G >= 0.70."""
+    m, p = shipped["metrics"]["model"], shipped["metrics"]["baselines"]["persistence"]
+    r, rp = _get(m, "r_bin8"), _get(p, "r_bin8")
+    ppa = _get(m, "ar_ppa", "20")
+
+    def verdict(ok: bool, gap: float) -> str:
+        return "met" if ok else f"missed by {gap:.3f}"
+
+    return (
+        f"- r_bin8 above rotated persistence: {r:.3f} vs {rp:.3f}, {verdict(r > rp, rp - r)}.\n"
+        f"- AR PPA at 20 G of at least 0.70: {ppa:.3f}, {verdict(ppa >= 0.70, 0.70 - ppa)}."
+    )
+
+
 def build_card(
     shipped_run: str | Path,
     seed_runs: list[str | Path],
     ablation_runs: list[str | Path],
     out_dir: str | Path,
+    notes: str | Path | None = None,
 ) -> Path:
     """Copy the shipped ONNX into ``out_dir`` and write its metrics and model card; returns the card."""
     out = Path(out_dir)
@@ -162,7 +178,10 @@ def build_card(
         cost=_cost([shipped, *[s for s in seeds if s["version"] != version], *ablation]),
         tables=metric_tables(seeds, ablation, shipped),
         parity=shipped["parity"]["max_abs_diff_g"],
+        targets=targets(shipped),
     )
+    if notes is not None:
+        card += "\n" + Path(notes).read_text()
     path = out / "model_card.md"
     path.write_text(card)
     return path
@@ -218,6 +237,9 @@ above the paper's model. Our PSNR uses a fixed 400 G range, SSIM is 2-D on the d
 r_bin8 is Pearson's r after 8x8 block means, and PPA at threshold t counts pixels with
 |truth| > t whose sign the prediction matches (a zero prediction counts as wrong).
 Active regions are detected automatically on the truth (smoothed |B| > 50 G).
+
+## Targets on val
+{targets}
 
 ## Known limits
 - **H-alpha carries no polarity.** Polarity comes from what the network learned of Hale's
