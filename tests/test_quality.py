@@ -9,7 +9,7 @@ import pytest
 
 from service.science.gong import read_gong
 from service.science.gong_writer import write_gong_frame
-from service.science.quality import Thresholds, gate, thresholds_from_settings
+from service.science.quality import Thresholds, gate
 from service.settings import Settings
 
 
@@ -78,5 +78,5 @@ def test_missing_keys_skip_checks(good):
 
 
 def test_thresholds_from_settings():
-    th = thresholds_from_settings(Settings(gate_min_sharpness=0.05, gate_max_sky_brightness=0.2))
+    th = Thresholds.from_settings(Settings(gate_min_sharpness=0.05, gate_max_sky_brightness=0.2))
     assert th == Thresholds(min_sharpness=0.05, max_sky_ratio=0.2)

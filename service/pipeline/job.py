@@ -112,7 +112,7 @@ def gate_thresholds(settings: Settings) -> Any:
     """The quality gate's thresholds from settings (``service.science.quality``)."""
     from service.science import quality
 
-    return quality.thresholds_from_settings(settings)
+    return quality.Thresholds.from_settings(settings)
 
 
 def process_minute(

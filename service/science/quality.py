@@ -34,7 +34,7 @@ import numpy as np
 
 from service.science.gong import FRAME_SHAPE, GongFrame
 
-__all__ = ["Thresholds", "Verdict", "gate", "thresholds_from_settings"]
+__all__ = ["Thresholds", "Verdict", "gate"]
 
 CORNER = 100  # side of the corner squares used when SKYBRITE is missing
 SKY_TIEBREAK = 1e-3
@@ -62,11 +62,6 @@ class Thresholds:
             max_saturated_fraction=settings.gate_max_saturated_fraction,
             saturation_counts=settings.gate_saturation_counts,
         )
-
-
-def thresholds_from_settings(settings: Any) -> Thresholds:
-    """Same as :meth:`Thresholds.from_settings`."""
-    return Thresholds.from_settings(settings)
 
 
 @dataclass
