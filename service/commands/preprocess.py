@@ -11,7 +11,6 @@ the reason; the others are still written; exit status 1 if any failed.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,33 +60,23 @@ def model_input_fits_bytes(model_input: ModelInput, input_file: str, input_sha25
 def main(args: argparse.Namespace) -> int:
     import hashlib
 
-    from service.errors import FrameRejected
+    from service.commands.frames import for_each_frame
     from service.science.gong import read_gong
     from service.science.preprocess import preprocess
 
     args.out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for path in args.frames:
+
+    def work(path: Path) -> str:
+        raw = path.read_bytes()
+        model_input = preprocess(read_gong(raw, filename=path.name))
+        data = model_input_fits_bytes(model_input, path.name, hashlib.sha256(raw).hexdigest())
+        stem = path.name.removesuffix(".fz").removesuffix(".fits")
+        target = args.out / f"{stem}_model_input.fits"
         try:
-            raw = path.read_bytes()
-            frame = read_gong(raw, filename=path.name)
-            model_input = preprocess(frame)
-            data = model_input_fits_bytes(model_input, path.name, hashlib.sha256(raw).hexdigest())
-            stem = path.name.removesuffix(".fz").removesuffix(".fits")
-            target = args.out / f"{stem}_model_input.fits"
             with open(target, "wb" if args.overwrite else "xb") as fh:
                 fh.write(data)
-        except FrameRejected as exc:
-            failed += 1
-            print(f"{path}: rejected ({exc.reason}): {exc.detail}", file=sys.stderr)
-            continue
         except FileExistsError:
-            failed += 1
-            print(f"{path}: {target} exists (use --overwrite)", file=sys.stderr)
-            continue
-        except OSError as exc:
-            failed += 1
-            print(f"{path}: cannot read or write: {exc.strerror or exc}", file=sys.stderr)
-            continue
-        print(f"{path} -> {target}")
-    return 1 if failed else 0
+            raise FileExistsError(f"{target} exists (use --overwrite)") from None
+        return str(target)
+
+    return for_each_frame(args.frames, work)

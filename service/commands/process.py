@@ -11,7 +11,6 @@ with its reason; the others are still processed; exit status 1 if any failed.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -42,7 +41,7 @@ def _model_path(spec: str | None, settings: object) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
-    from service.errors import FrameRejected
+    from service.commands.frames import for_each_frame
     from service.inference.onnx_model import OnnxGenerator
     from service.inference.process import process_frame
     from service.science.quality import Thresholds
@@ -54,22 +53,10 @@ def main(args: argparse.Namespace) -> int:
     )  # ModelIncompatible -> one line, exit 1 (service.cli)
     print(f"model {model.version} ({model.path.name}) on {', '.join(model.active_providers)}")
     thresholds = Thresholds.from_settings(settings)
-    failed = 0
-    for path in args.frames:
-        try:
-            result = process_frame(path, model, args.out, thresholds=thresholds)
-        except FrameRejected as exc:
-            failed += 1
-            print(f"{path}: rejected ({exc.reason}): {exc.detail}", file=sys.stderr)
-            continue
-        except FileExistsError as exc:
-            failed += 1
-            print(f"{path}: {exc}", file=sys.stderr)
-            continue
-        except OSError as exc:
-            failed += 1
-            print(f"{path}: cannot read or write: {exc.strerror or exc}", file=sys.stderr)
-            continue
+
+    def work(path: Path) -> str:
+        result = process_frame(path, model, args.out, thresholds=thresholds)
         stages = " ".join(f"{k}={v:.2f}s" for k, v in result.timings.items())
-        print(f"{path} -> {result.fits_path} ({stages})")
-    return 1 if failed else 0
+        return f"{result.fits_path} ({stages})"
+
+    return for_each_frame(args.frames, work)
