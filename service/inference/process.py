@@ -129,8 +129,6 @@ def run_frame(
         reason, all of them in ``detail``) or cannot be preprocessed.
     """
     from service.science.gong import read_gong
-    from service.science.preprocess import PREPROCESS_VERSION, postprocess, preprocess
-    from service.science.product import product_fits_bytes, quicklook_png_bytes
     from service.science.quality import gate
 
     timings: dict[str, float] = {}
@@ -144,6 +142,32 @@ def run_frame(
         if not verdict.accepted:
             reasons = list(verdict.reasons) or ["rejected"]
             raise FrameRejected(reasons[0], "quality gate: " + ", ".join(reasons))
+    return product_from_frame(
+        frame, model, input_file=name or f"sha256-{sha256[:16]}", input_sha256=sha256,
+        quality_score=float(getattr(verdict, "score", float("nan"))), timings=timings,
+    )
+
+
+def product_from_frame(
+    frame: Any,
+    model: OnnxGenerator,
+    *,
+    input_file: str,
+    input_sha256: str,
+    quality_score: float = float("nan"),
+    timings: dict[str, float] | None = None,
+) -> ProductResult:
+    """The product of a frame already read and gated: preprocess, infer, render.
+
+    The pipeline calls this with the frame it downloaded, decoded and chose by the
+    gate, so nothing is decoded or gated twice; ``run_frame`` calls it after doing both.
+    Stage timings are added to ``timings``.
+    """
+    from service.science.preprocess import PREPROCESS_VERSION, postprocess, preprocess
+    from service.science.product import product_fits_bytes, quicklook_png_bytes
+
+    timings = {} if timings is None else timings
+    sha256 = input_sha256
     with _timed(timings, "preprocess"):
         model_input = preprocess(frame)
     with _timed(timings, "predict"):
@@ -151,7 +175,6 @@ def run_frame(
     with _timed(timings, "postprocess"):
         gauss = postprocess(y, model_input.geometry)
     with _timed(timings, "encode"):
-        input_file = name or f"sha256-{sha256[:16]}"
         provenance = {
             "input_file": input_file,
             "input_sha256": sha256,
@@ -176,7 +199,7 @@ def run_frame(
         geometry=geometry,
         provenance=provenance,
         intensity=model_input.intensity,
-        quality_score=float(getattr(verdict, "score", float("nan"))),
+        quality_score=quality_score,
         fits_bytes=fits_bytes,
         png_bytes=png_bytes,
         gauss=gauss,

@@ -202,7 +202,7 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
     timings["write"] = time.perf_counter() - t0
     if adopted is None:
         try:
-            fits_bytes, png_bytes, stage = make_product_bytes(chosen, model, gate_thresholds(ctx.settings))
+            fits_bytes, png_bytes, stage = make_product_bytes(chosen, model)
         except FrameRejected as exc:  # refused by the forward transform or the model's output
             chosen.reject(exc.reason, exc.detail)
             return _process_rest(minute, ctx, model, candidates)
@@ -319,24 +319,26 @@ def _preprocess_version() -> str:
     return PREPROCESS_VERSION
 
 
-def make_product_bytes(
-    candidate: Candidate, model: LoadedModel, thresholds: Any = None
-) -> tuple[bytes, bytes, dict[str, float]]:
+def make_product_bytes(candidate: Candidate, model: LoadedModel) -> tuple[bytes, bytes, dict[str, float]]:
     """Preprocess, infer, postprocess, render FITS + PNG; returns the stage timings too.
 
-    The same function as ``synmag process`` (``service.inference.process.run_frame``),
-    so the feed's products and the command line's are made identically.
+    The same code as ``synmag process`` (``service.inference.process.product_from_frame``,
+    which ``run_frame`` ends in), so the feed's products and the command line's are made
+    identically; the candidate's frame was already decoded and gated here, once.
 
     Raises :class:`~service.errors.FrameRejected` for a frame the forward transform
     refuses (``nan_pixels``, ``flat_disk``) or an output that is not finite on the disk.
     """
     import numpy as np
 
-    from service.inference.process import run_frame
+    from service.inference.process import product_from_frame
 
-    assert candidate.download is not None
-    result = run_frame(
-        candidate.download.data, model.generator, filename=candidate.remote.name, thresholds=thresholds
+    assert candidate.download is not None and candidate.frame is not None
+    verdict = candidate.verdict
+    result = product_from_frame(
+        candidate.frame, model.generator, input_file=candidate.remote.name,
+        input_sha256=candidate.download.sha256,
+        quality_score=float(verdict.score) if verdict is not None else float("nan"),
     )
     if not np.isfinite(result.gauss[result.geometry.mask()]).all():
         raise FrameRejected("nan_output", "the model returned non-finite values on the disk")
@@ -441,7 +443,7 @@ def _repair_objects(ctx: PipelineContext, product: Product, model: LoadedModel) 
         from service.pipeline.source import Download
 
         candidate = Candidate(remote=remote, download=Download(remote, raw, sha, 0.0), frame=gong)
-        fits_bytes, png_bytes, _ = make_product_bytes(candidate, model, gate_thresholds(ctx.settings))
+        fits_bytes, png_bytes, _ = make_product_bytes(candidate, model)
         store.put(fits_key, fits_bytes, "application/fits")
         if product.png_uri and not store.exists(store.key_for(product.png_uri)):
             store.put(store.key_for(product.png_uri), png_bytes, "image/png")
