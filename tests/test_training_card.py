@@ -48,3 +48,33 @@ def test_card_ships_the_model_with_the_seed_spread(tmp_path: Path) -> None:
     assert json.loads((out / "s1.metrics.json").read_text())["model"]["r_bin8"]["mean"] == 0.3
     assert "| r 8x8 bins, full disk | 0.300 ± 0.100 | 0.300 | not run | 0.500 | 0.700 | 0.85 |" in card
     assert "0.300 vs 0.700, missed by 0.400" in card
+
+
+def test_card_of_an_ensemble_names_its_members_and_their_cost(tmp_path: Path) -> None:
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"onnx bytes")
+    runs = [_run(tmp_path, f"s{i}", r, onnx) for i, r in enumerate((0.2, 0.3, 0.4))]
+    ens = _run(tmp_path, "ens", 0.45, onnx)
+    report_path = ens / "report" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["ensemble"] = {"members": ["s0", "s1", "s2"], "ns_view": True, "weights": "float16"}
+    report_path.write_text(json.dumps(report))
+    card = build_card(ens, runs, [], tmp_path / "models").read_text()
+    assert "The mean of 3 runs of this configuration (`s0`, `s1`, `s2`)" in card
+    assert "averages 6 predictions" in card
+    assert "float16 weights (computed in float32)" in card
+    assert "- `ens`:" not in card and all(f"- `s{i}`:" in card for i in range(3))
+    assert "| r 8x8 bins, full disk | 0.300 ± 0.100 | 0.450 |" in card
+
+
+def test_cost_of_a_resumed_run_covers_only_its_own_epochs(tmp_path: Path) -> None:
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"onnx bytes")
+    run = _run(tmp_path, "long", 0.3, onnx)
+    report_path = run / "report" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["lineage"]["trained"].update(epochs=96, steps=4800, wall_s=3600.0)
+    report["lineage"]["resumed_from"] = {"checkpoint": "x.pt", "epoch": 48, "step": 2400, "config_name": "short"}
+    report_path.write_text(json.dumps(report))
+    card = build_card(run, [run], [], tmp_path / "models").read_text()
+    assert "- `long`: epochs 49-96 (steps 2401-4800, resumed from `short` at epoch 48) in 60 min" in card

@@ -120,3 +120,18 @@ def test_working_scale_exports_full_frames(tmp_path) -> None:
         native = g(torch.nn.functional.avg_pool2d(x, 4), native=True)
     assert abs(out - ref).max() < 1e-4
     assert native.shape == (1, 1, 256, 256)
+
+
+def test_float16_weights_halve_the_file_and_keep_parity(tmp_path, val_pair: tuple[Path, Path]) -> None:
+    g = _generator(0, ngf=8)
+    meta = {"version": "v-f16"}
+    full = export_onnx(g, tmp_path / "f32.onnx", meta)
+    half = export_onnx(g, tmp_path / "f16.onnx", meta, weights="float16")
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    frame = halpha_to_model(read_halpha_u8(val_pair[0]))[None]
+    assert parity(g, half, frame)["max_abs_diff_g"] < 0.5
+
+
+def test_unknown_weight_type_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="float16"):
+        export_onnx(_generator(0), tmp_path / "x.onnx", {}, weights="int8")

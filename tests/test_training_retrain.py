@@ -77,3 +77,22 @@ def test_process_with_the_registered_version(
     smap = sunpy.map.Map(product)
     centre = smap.pixel_to_world(512 * u.pix, 512 * u.pix)
     assert abs(centre.Tx.to_value(u.arcsec)) < 5 and abs(centre.Ty.to_value(u.arcsec)) < 5
+
+
+@pytest.mark.slow
+def test_ensemble_of_runs_is_registered_as_one_version(smoke_run, data_dir: Path, tmp_path: Path) -> None:
+    from service.registry import Registry
+    from service.settings import load_settings
+    from training.ensemble_run import build_ensemble
+
+    result, cfg, env = smoke_run
+    run = result.report_path.parent.parent
+    settings = load_settings(database_url=env["SYNMAG_DATABASE_URL"], store_url=env["SYNMAG_STORE_URL"])
+    ens = build_ensemble([run, run], data_dir, "ens-test", tmp_path, weights="float16",
+                         eval_days=cfg.eval_days, settings=settings, log=lambda _: None)
+    report = json.loads(ens.report_path.read_text())
+    assert report["ensemble"] == {"members": [result.version] * 2, "ns_view": True, "weights": "float16"}
+    assert report["parity"]["max_abs_diff_g"] < 0.5
+    assert ens.onnx_path.stat().st_size < 0.6 * result.onnx_path.stat().st_size
+    row = Registry(settings).get(ens.version)
+    assert row.metrics["model"]["r_bin8"]["n"] == cfg.eval_days

@@ -6,6 +6,7 @@ retrain   train -> evaluate -> export -> parity -> register -> gate (``make retr
 train     train only (checkpoints and history under ``out_dir/name``)
 evaluate  score a checkpoint on val beside the baselines, write a report
 export    export a checkpoint to ONNX and check parity on val frames
+ensemble  one version from several runs (seed mean + N-S view), same chain as retrain
 card      ship a run: copy its ONNX into models/ and write the model card
 """
 
@@ -102,6 +103,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from training.ensemble_run import build_ensemble
+    from training.retrain import result_json
+
+    if not args.data_dir.is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
+    for run in args.members:
+        if not (Path(run) / "report" / "report.json").is_file():
+            raise UsageError(f"{run} has no report/report.json (run `synmag-train retrain` first)")
+    result = build_ensemble(args.members, args.data_dir, args.name, args.out_dir,
+                            ns_view=not args.no_ns_view, weights=args.weights, promote=args.promote,
+                            eval_days=args.eval_days)
+    print(result_json(result))
+    return 0
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from training.model_card import build_card
 
@@ -140,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--version", default=None)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ensemble", help="one version from several runs: evaluate, export, register")
+    p.add_argument("--data-dir", required=True, type=Path, help="dataset root (train/ and val/)")
+    p.add_argument("--members", nargs="+", required=True, type=Path, help="run folders (retrain output)")
+    p.add_argument("--name", required=True, help="run name of the ensemble")
+    p.add_argument("--out-dir", default="runs", type=Path)
+    p.add_argument("--no-ns-view", action="store_true", help="members only, no north-south view")
+    p.add_argument("--weights", choices=("float32", "float16"), default="float32",
+                   help="stored weight type (float16 halves the file; compute stays float32)")
+    p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
+    p.add_argument("--promote", action="store_true", help="promote when the gate passes")
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("card", help="ship a run into models/ with its model card")
     p.add_argument("--ship", required=True, type=Path, help="run folder of the version to ship")

@@ -115,12 +115,38 @@ def _cost(reports: list[dict[str, Any]]) -> str:
     for r in reports:
         t = r["lineage"]["trained"]
         sel = r["lineage"]["selected"]
+        resumed = r["lineage"].get("resumed_from")
+        span = f"{t['epochs']} epochs, {t['steps']} steps"
+        if resumed:
+            span = (f"epochs {resumed['epoch'] + 1}-{t['epochs']} (steps {resumed['step'] + 1}-{t['steps']}, "
+                    f"resumed from `{resumed['config_name']}` at epoch {resumed['epoch']})")
         lines.append(
-            f"- `{r['version']}`: {t['epochs']} epochs, {t['steps']} steps in {t['wall_s'] / 60:.0f} min on "
+            f"- `{r['version']}`: {span} in {t['wall_s'] / 60:.0f} min on "
             f"{t['device']} ({t['crops_per_s']:.1f} crops/s of {r['config']['crop']}^2, "
             f"order {r['config']['order']}, seed {r['config']['seed']}); selected epoch {sel['epoch']} on val"
         )
     return "\n".join(lines)
+
+
+def _weights(shipped: dict[str, Any]) -> str:
+    if shipped.get("ensemble", {}).get("weights") == "float16":
+        return "float16 weights (computed in float32)"
+    return "float32"
+
+
+def _composition(shipped: dict[str, Any]) -> str:
+    """What the shipped graph is: one run, or the mean of several (training.ensemble)."""
+    spec = shipped.get("ensemble")
+    if not spec:
+        return f"One run (`{shipped['version']}`), the checkpoint it selected on val."
+    members = ", ".join(f"`{m}`" for m in spec["members"])
+    view = (" Each member also sees the frame mirrored north-south and its output is mirrored back "
+            "with the sign flipped (the symmetry the runs were trained with), so the graph averages "
+            f"{2 * len(spec['members'])} predictions." if spec.get("ns_view") else "")
+    return (f"The mean of {len(spec['members'])} runs of this configuration ({members}), each at the "
+            f"checkpoint it selected on val, exported as one ONNX graph.{view} Why: single runs differ a "
+            "lot (the seed spread below) and each draws its own small-scale structure; the mean keeps "
+            "what they agree on.")
 
 
 def targets(shipped: dict[str, Any]) -> str:
@@ -175,7 +201,11 @@ def build_card(
         config=json.dumps({k: cfg[k] for k in sorted(cfg) if k not in ("data_dir", "out_dir", "extra")}),
         ngf=cfg["ngf"], depth=cfg["depth"], crop=cfg["crop"], coords=cfg.get("coords", False),
         order=cfg["order"],
-        cost=_cost([shipped, *[s for s in seeds if s["version"] != version], *ablation]),
+        epochs=lin["trained"]["epochs"],
+        weights=_weights(shipped),
+        composition=_composition(shipped),
+        cost=_cost([*([] if "ensemble" in shipped else [shipped]),
+                    *[s for s in seeds if s["version"] != version], *ablation]),
         tables=metric_tables(seeds, ablation, shipped),
         parity=shipped["parity"]["max_abs_diff_g"],
         targets=targets(shipped),
@@ -189,11 +219,13 @@ def build_card(
 
 CARD = """# Model card: `{version}`
 
-**A CPU stand-in, not the paper's model.** Trained in one session on two CPU cores
-(no GPU was lent to this work): U-Net depth {depth}, ngf {ngf} (the paper: 64), {crop}x{crop}
-crops (the paper: 512), about 50 epochs (the paper: 380). File: `{version}.onnx`,
-{size_mb:.1f} MB (limit 32 MB), fp32. The service registers it as production on its first
-start; `synmag process FRAME --out DIR` uses it when no `--model` is given.
+**A CPU stand-in, not the paper's model.** Trained on two CPU cores (no GPU was lent to
+this work): U-Net depth {depth}, ngf {ngf} (the paper: 64), {crop}x{crop} crops (the paper:
+512), {epochs} epochs (the paper: 380). File: `{version}.onnx`, {size_mb:.1f} MB (limit
+32 MB), {weights}. The service registers it as production on its first start;
+`synmag process FRAME --out DIR` uses it when no `--model` is given.
+
+{composition}
 
 ## What it does
 GONG H-alpha full-disk frame, brought to the model frame by `service.science.preprocess`

@@ -35,7 +35,7 @@ from training.evaluate import (
     write_report,
 )
 from training.export import export_onnx, git_commit, parity
-from training.train import generator_from_checkpoint, pick_device, train
+from training.train import generator_from_checkpoint, load_checkpoint, pick_device, train
 
 N_EXAMPLE_DAYS = 3
 N_PARITY_FRAMES = 2
@@ -134,6 +134,11 @@ def retrain(
         "trained": {"steps": result.step, "epochs": result.epoch, "wall_s": result.wall_s,
                     "crops_per_s": result.crops_per_s, "device": result.device},
     }
+    if resume is not None:
+        # wall_s and crops_per_s above cover this process only: say where it started.
+        start = load_checkpoint(resume)
+        lineage["resumed_from"] = {"checkpoint": str(resume), "epoch": int(start["epoch"]),
+                                   "step": int(start["step"]), "config_name": start["config"]["name"]}
     context = {
         "run": cfg.name,
         "version": version,

@@ -1,0 +1,120 @@
+"""``synmag-train ensemble``: one version made of several trained runs.
+
+Takes the run folders that ``make retrain`` wrote (each with ``report/report.json``
+and its checkpoints), rebuilds the generator each run selected on val, and goes
+through the same chain as a single run: val scores beside the baselines, ONNX export
+(float16 weights on request, to keep the bundled file under 32 MB), parity against
+torch on real val frames, report, registration and gate. The run folder it writes
+looks like a retrain run's, so ``synmag-train card --ship`` ships it the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.errors import UsageError
+from training.ensemble import Ensemble
+from training.evaluate import evaluate_generator, load_valset, short, summarise, write_report
+from training.export import export_onnx, git_commit, parity
+from training.model_card import load_report
+from training.retrain import N_EXAMPLE_DAYS, N_PARITY_FRAMES, RetrainResult, _log, _registry
+from training.train import generator_from_checkpoint
+
+
+def selected_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint of the epoch a retrain run selected on val (its report says which)."""
+    run = Path(run_dir)
+    lineage = load_report(run)["lineage"]
+    epoch = int(lineage["selected"]["epoch"])
+    # The final epoch is saved as last.pt, every other evaluated one as epochNNNN.pt.
+    name = "last.pt" if epoch == int(lineage["trained"]["epochs"]) else f"epoch{epoch:04d}.pt"
+    path = run / "checkpoints" / name
+    if not path.is_file():
+        raise UsageError(f"{run}: selected checkpoint {path} is missing")
+    return path
+
+
+def build_ensemble(
+    member_runs: Sequence[str | Path],
+    data_dir: str | Path,
+    name: str,
+    out_dir: str | Path = "runs",
+    *,
+    ns_view: bool = True,
+    weights: str = "float32",
+    eval_days: int = 0,
+    promote: bool = False,
+    settings: Any = None,
+    log=_log,
+) -> RetrainResult:
+    """Evaluate, export, register and gate the ensemble of ``member_runs``; see the module docstring."""
+    t0 = time.perf_counter()
+    reports = [load_report(r) for r in member_runs]
+    shas = {r["lineage"]["train_data_sha256"] for r in reports}
+    if len(shas) != 1:
+        raise UsageError("members were trained on different data (train_data_sha256 differ)")
+    members, configs = [], []
+    for run in member_runs:
+        generator, cfg, _ = generator_from_checkpoint(selected_checkpoint(run))
+        members.append(generator)
+        configs.append(cfg.to_dict())
+    ensemble = Ensemble(members, ns_view=ns_view).eval()
+
+    valset = load_valset(data_dir, eval_days)
+    scores, preds = evaluate_generator(ensemble, valset, keep_preds=N_EXAMPLE_DAYS)
+    summary = summarise(valset, scores)
+    log(f"ensemble of {len(members)} (ns_view {ns_view}) on val: {short(summary)}")
+
+    spec = {"members": [r["version"] for r in reports], "ns_view": ns_view, "weights": weights}
+    config = {**configs[0], "name": name, "extra": {"ensemble": spec}}
+    version = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    commit = git_commit()
+    out = Path(out_dir) / name
+    onnx_path = export_onnx(
+        ensemble, out / f"{version}.onnx",
+        {"config": config, "train_data_sha256": shas.pop(), "git_commit": commit, "version": version},
+        weights=weights,
+    )
+    parity_result = parity(ensemble, onnx_path, np.stack([d.x for d in valset.days[:N_PARITY_FRAMES]]))
+    log(f"export {onnx_path.name} ({onnx_path.stat().st_size / 2**20:.1f} MB, {weights} weights): "
+        f"parity max |torch - onnx| {parity_result['max_abs_diff_g']:.2e} G")
+
+    first = reports[0]["lineage"]
+    trained = [r["lineage"]["trained"] for r in reports]
+    lineage = {
+        "train_data_sha256": first["train_data_sha256"],
+        "git_commit": commit,
+        "config_name": name,
+        "seed": None,
+        "order": first["order"],
+        "data_dir": str(Path(data_dir).resolve()),
+        "train_days": first["train_days"],
+        "val_days": {"n": len(valset.days), "of": valset.n_available, "subset": valset.subset},
+        "selected": {"members": [r["lineage"]["selected"] for r in reports]},
+        "trained": {"steps": sum(t["steps"] for t in trained), "epochs": trained[0]["epochs"],
+                    "wall_s": sum(t["wall_s"] for t in trained), "device": trained[0]["device"],
+                    "crops_per_s": float(np.mean([t["crops_per_s"] for t in trained]))},
+        "ensemble": spec,
+    }
+    context = {"run": name, "version": version, "config": config, "lineage": lineage,
+               "parity": parity_result, "ensemble": spec, "smoke": valset.subset,
+               "note": f"evaluated on {len(valset.days)} of {valset.n_available} val days" if valset.subset else ""}
+    report = write_report(out / "report", valset, summary, preds, context, scores)
+
+    registry = _registry(settings)
+    row = registry.register(onnx_path, metrics=summary, report=report, lineage=lineage,
+                            config=config, version=version)
+    gate = registry.gate(row.version)
+    promoted = bool(promote and gate.passed)
+    if promoted:
+        registry.promote(row.version)
+    log(f"registered {row.version}; gate {'passed' if gate.passed else 'failed: ' + '; '.join(gate.reasons)}"
+        f"; total {time.perf_counter() - t0:.0f} s")
+    return RetrainResult(row.version, onnx_path, out / "report" / "report.json", gate.as_dict(),
+                         promoted, summary)
+
