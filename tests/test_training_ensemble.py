@@ -55,7 +55,34 @@ def test_members_of_another_depth_are_refused() -> None:
 
 
 def test_exports_as_one_graph_with_parity(tmp_path) -> None:
-    e = Ensemble([_member(0, depth=8), _member(1, depth=8)], ns_view=True)
+    e = Ensemble([_member(0, depth=8), _member(1, depth=8)], ns_view=True, smooth_sigma_px=2.0)
     path = export_onnx(e, tmp_path / "ens.onnx", {"config": {"members": 2}, "version": "v-ens"})
     frames = np.random.default_rng(0).normal(size=(1, 256, 256)).astype(np.float32)
     assert parity(e, path, frames)["max_abs_diff_g"] < 0.5
+
+
+@torch.no_grad()
+def test_smoothing_keeps_a_uniform_field_and_the_mean() -> None:
+    """The kernel is normalised: a constant passes unchanged, and a point spreads over a few px."""
+    from training.ensemble import gaussian_kernel, smooth
+
+    k = gaussian_kernel(2.0)
+    assert abs(float(k.sum()) - 1.0) < 1e-6 and k.numel() == 13
+    flat = torch.full((1, 1, 32, 32), 0.3)
+    torch.testing.assert_close(smooth(flat, k), flat)
+    point = torch.zeros(1, 1, 33, 33)
+    point[0, 0, 16, 16] = 1.0
+    out = smooth(point, k)
+    assert abs(float(out.sum()) - 1.0) < 1e-5 and float(out.max()) < 0.05
+
+
+@torch.no_grad()
+def test_smoothing_keeps_the_ns_antisymmetry() -> None:
+    e = Ensemble([_member(0)], ns_view=True, smooth_sigma_px=1.5)
+    x = _frame(1)
+    torch.testing.assert_close(e(x.flip(-2)), -e(x).flip(-2))
+
+
+def test_negative_smoothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="smooth"):
+        Ensemble([_member(0)], smooth_sigma_px=-1)

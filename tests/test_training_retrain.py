@@ -88,11 +88,16 @@ def test_ensemble_of_runs_is_registered_as_one_version(smoke_run, data_dir: Path
     result, cfg, env = smoke_run
     run = result.report_path.parent.parent
     settings = load_settings(database_url=env["SYNMAG_DATABASE_URL"], store_url=env["SYNMAG_STORE_URL"])
-    ens = build_ensemble([run, run], data_dir, "ens-test", tmp_path, weights="float16",
-                         eval_days=cfg.eval_days, settings=settings, log=lambda _: None)
+    ens = build_ensemble([run, run], data_dir, "ens-test", tmp_path, smooth_sigmas_px=(0.0, 2.0),
+                         weights="float16", eval_days=cfg.eval_days, settings=settings, log=lambda _: None)
     report = json.loads(ens.report_path.read_text())
-    assert report["ensemble"] == {"members": [result.version] * 2, "ns_view": True, "weights": "float16"}
+    spec = report["ensemble"]
+    assert spec["members"] == [result.version] * 2 and spec["ns_view"] and spec["weights"] == "float16"
+    sweep = spec["smoothing_sweep"]
+    assert set(sweep) == {"0", "2"}
+    assert sweep[f"{spec['smooth_sigma_px']:g}"]["selection"] == max(e["selection"] for e in sweep.values())
     assert report["parity"]["max_abs_diff_g"] < 0.5
-    assert ens.onnx_path.stat().st_size < 0.6 * result.onnx_path.stat().st_size
+    # Two members at half size each: well under two float32 copies of the member.
+    assert ens.onnx_path.stat().st_size < 0.7 * 2 * result.onnx_path.stat().st_size
     row = Registry(settings).get(ens.version)
     assert row.metrics["model"]["r_bin8"]["n"] == cfg.eval_days

@@ -2,7 +2,8 @@
 
 Takes the run folders that ``make retrain`` wrote (each with ``report/report.json``
 and its checkpoints), rebuilds the generator each run selected on val, and goes
-through the same chain as a single run: val scores beside the baselines, ONNX export
+through the same chain as a single run: val scores beside the baselines (for each
+smoothing asked for; the best ``r_bin8 + ar_ppa["20"]`` on val is kept), ONNX export
 (float16 weights on request, to keep the bundled file under 32 MB), parity against
 torch on real val frames, report, registration and gate. The run folder it writes
 looks like a retrain run's, so ``synmag-train card --ship`` ships it the same way.
@@ -16,10 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from service.errors import UsageError
-from training.ensemble import Ensemble
-from training.evaluate import evaluate_generator, load_valset, short, summarise, write_report
+from service.science import preprocess
+from training.ensemble import Ensemble, gaussian_kernel, smooth
+from training.evaluate import (
+    ValSet,
+    load_valset,
+    score_day,
+    selection_score,
+    short,
+    summarise,
+    write_report,
+)
 from training.export import export_onnx, git_commit, parity
 from training.model_card import load_report
 from training.retrain import N_EXAMPLE_DAYS, N_PARITY_FRAMES, RetrainResult, _log, _registry
@@ -39,6 +50,37 @@ def selected_checkpoint(run_dir: str | Path) -> Path:
     return path
 
 
+@torch.no_grad()
+def score_smoothing(
+    ensemble: Ensemble, valset: ValSet, sigmas_px: Sequence[float]
+) -> dict[float, dict[str, Any]]:
+    """Val scores of ``ensemble`` under each smoothing: one forward pass per day, then each kernel.
+
+    Returns, per sigma, ``summary``, ``selection`` (the retrain selection score),
+    per-day ``scores`` and the first ``N_EXAMPLE_DAYS`` predictions (``preds``).
+    """
+    if ensemble.smooth_sigma_px:
+        raise ValueError("score_smoothing needs the unsmoothed ensemble")
+    mask = preprocess.model_disk_mask()
+    kernels = {float(s): gaussian_kernel(float(s)) for s in dict.fromkeys(sigmas_px)}
+    scores: dict[float, list] = {s: [] for s in kernels}
+    preds: dict[float, list] = {s: [] for s in kernels}
+    for i, day in enumerate(valset.days):
+        y = ensemble(torch.from_numpy(np.ascontiguousarray(day.x, dtype=np.float32))[None, None])
+        for s, k in kernels.items():
+            gauss = preprocess.model_to_gauss((smooth(y, k) if s > 0 else y)[0, 0].numpy())
+            gauss[~mask] = np.nan
+            scores[s].append(score_day(gauss, day))
+            if i < N_EXAMPLE_DAYS:
+                preds[s].append(gauss)
+    out = {}
+    for s in kernels:
+        summary = summarise(valset, scores[s])
+        out[s] = {"summary": summary, "selection": selection_score(summary), "scores": scores[s],
+                  "preds": preds[s]}
+    return out
+
+
 def build_ensemble(
     member_runs: Sequence[str | Path],
     data_dir: str | Path,
@@ -46,6 +88,7 @@ def build_ensemble(
     out_dir: str | Path = "runs",
     *,
     ns_view: bool = True,
+    smooth_sigmas_px: Sequence[float] = (0.0,),
     weights: str = "float32",
     eval_days: int = 0,
     promote: bool = False,
@@ -63,14 +106,20 @@ def build_ensemble(
         generator, cfg, _ = generator_from_checkpoint(selected_checkpoint(run))
         members.append(generator)
         configs.append(cfg.to_dict())
-    ensemble = Ensemble(members, ns_view=ns_view).eval()
-
     valset = load_valset(data_dir, eval_days)
-    scores, preds = evaluate_generator(ensemble, valset, keep_preds=N_EXAMPLE_DAYS)
-    summary = summarise(valset, scores)
-    log(f"ensemble of {len(members)} (ns_view {ns_view}) on val: {short(summary)}")
+    sweep = score_smoothing(Ensemble(members, ns_view=ns_view).eval(), valset, smooth_sigmas_px)
+    sigma = max(sweep, key=lambda s: sweep[s]["selection"])
+    for s, entry in sweep.items():
+        log(f"ensemble of {len(members)} (ns_view {ns_view}, smoothing {s:g} px) on val: "
+            f"{short(entry['summary'])} | selection {entry['selection']:.3f}{' <- chosen' if s == sigma else ''}")
+    ensemble = Ensemble(members, ns_view=ns_view, smooth_sigma_px=sigma).eval()
+    summary, scores, preds = (sweep[sigma][k] for k in ("summary", "scores", "preds"))
 
-    spec = {"members": [r["version"] for r in reports], "ns_view": ns_view, "weights": weights}
+    spec = {"members": [r["version"] for r in reports], "ns_view": ns_view, "smooth_sigma_px": sigma,
+            "weights": weights,
+            "smoothing_sweep": {f"{s:g}": {"r_bin8": e["summary"]["model"]["r_bin8"]["mean"],
+                                           "ar_ppa_20": e["summary"]["model"]["ar_ppa"]["20"]["mean"],
+                                           "selection": e["selection"]} for s, e in sweep.items()}}
     config = {**configs[0], "name": name, "extra": {"ensemble": spec}}
     version = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     commit = git_commit()

@@ -143,6 +143,13 @@ def _composition(shipped: dict[str, Any]) -> str:
     view = (" Each member also sees the frame mirrored north-south and its output is mirrored back "
             "with the sign flipped (the symmetry the runs were trained with), so the graph averages "
             f"{2 * len(spec['members'])} predictions." if spec.get("ns_view") else "")
+    sigma = spec.get("smooth_sigma_px", 0.0)
+    sweep = spec.get("smoothing_sweep", {})
+    if sweep:
+        tried = "; ".join(f"{s} px: r_bin8 {e['r_bin8']:.3f}, AR PPA@20 {e['ar_ppa_20']:.3f}"
+                          for s, e in sweep.items())
+        view += (f" The mean is then smoothed with a Gaussian of sigma {sigma:g} px, the best on val of "
+                 f"those tried ({tried}); it costs fine structure below ~{2 * sigma:g} px.")
     return (f"The mean of {len(spec['members'])} runs of this configuration ({members}), each at the "
             f"checkpoint it selected on val, exported as one ONNX graph.{view} Why: single runs differ a "
             "lot (the seed spread below) and each draws its own small-scale structure; the mean keeps "
