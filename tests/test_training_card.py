@@ -58,7 +58,7 @@ def test_card_of_an_ensemble_names_its_members_and_their_cost(tmp_path: Path) ->
     report_path = ens / "report" / "report.json"
     report = json.loads(report_path.read_text())
     report["ensemble"] = {"members": ["s0", "s1", "s2"], "ns_view": True, "weights": "float16",
-                          "smooth_sigma_px": 3.0,
+                          "smooth_sigma_px": 3.0, "gain": 2.5,
                           "smoothing_sweep": {"0": {"r_bin8": 0.4, "ar_ppa_20": 0.6, "selection": 1.0},
                                               "3": {"r_bin8": 0.45, "ar_ppa_20": 0.65, "selection": 1.1}}}
     report_path.write_text(json.dumps(report))
@@ -66,6 +66,8 @@ def test_card_of_an_ensemble_names_its_members_and_their_cost(tmp_path: Path) ->
     assert "The mean of 3 runs of this configuration (`s0`, `s1`, `s2`)" in card
     assert "averages 6 predictions" in card
     assert "smoothed with a Gaussian of sigma 3 px" in card and "3 px: r_bin8 0.450" in card
+    assert "a gain of 2.50 fitted on val" in card
+    assert "r_bin8 0.450 -> 0.450, AR PPA@20 0.650 -> 0.600 on val" in card
     assert "float16 weights (computed in float32)" in card
     assert "- `ens`:" not in card and all(f"- `s{i}`:" in card for i in range(3))
     assert "| r 8x8 bins, full disk | 0.300 ± 0.100 | 0.450 |" in card

@@ -86,3 +86,13 @@ def test_smoothing_keeps_the_ns_antisymmetry() -> None:
 def test_negative_smoothing_is_refused() -> None:
     with pytest.raises(ValueError, match="smooth"):
         Ensemble([_member(0)], smooth_sigma_px=-1)
+
+
+@torch.no_grad()
+def test_gain_scales_and_clips_to_the_model_range() -> None:
+    g = _member(0)
+    x = _frame(2)
+    plain = Ensemble([g], ns_view=False)(x)
+    loud = Ensemble([g], ns_view=False, gain=1e4)(x)
+    torch.testing.assert_close(loud, (plain * 1e4).clamp(-1, 1))
+    assert float(loud.abs().max()) == 1.0

@@ -113,7 +113,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         if not (Path(run) / "report" / "report.json").is_file():
             raise UsageError(f"{run} has no report/report.json (run `synmag-train retrain` first)")
     result = build_ensemble(args.members, args.data_dir, args.name, args.out_dir,
-                            ns_view=not args.no_ns_view, smooth_sigmas_px=args.smooth_px, weights=args.weights, promote=args.promote,
+                            ns_view=not args.no_ns_view, smooth_sigmas_px=args.smooth_px, calibrate_flux=args.calibrate_flux,
+                            weights=args.weights, promote=args.promote,
                             eval_days=args.eval_days)
     print(result_json(result))
     return 0
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stored weight type (float16 halves the file; compute stays float32)")
     p.add_argument("--smooth-px", type=float, nargs="+", default=[0.0],
                    help="Gaussian smoothing sigmas to try (model px); the best on val is kept")
+    p.add_argument("--calibrate-flux", action="store_true",
+                   help="scale the output so its unsigned flux matches HMI's on val (mean ratio 1)")
     p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
     p.add_argument("--promote", action="store_true", help="promote when the gate passes")
     p.set_defaults(func=cmd_ensemble)

@@ -17,6 +17,11 @@ checkerboard) has no counterpart that H-alpha determines, and on val the correla
 and polarity scores rise steadily with a few pixels of smoothing (the model card gives
 the figures). It costs resolution: features finer than ~2 sigma are washed out.
 
+Averaging and smoothing shrink the amplitude (the members' small-scale fields cancel),
+so a ``gain`` may follow, fitted on val so that the unsigned flux matches HMI's on
+average; the result is clipped to the data's +-200 G. A gain leaves the correlations and
+the polarity scores as they are and puts the published Gauss back on HMI's scale.
+
 The module has the generator's interface (input and output in model units, position
 channels made inside), so ``training.export.export_onnx`` writes it as one graph.
 """
@@ -46,10 +51,16 @@ class Ensemble(nn.Module):
     smooth_sigma_px
         Standard deviation (model-frame pixels) of a Gaussian applied to the mean;
         0 for none.
+    gain
+        Factor applied last, followed by clipping to the model range [-1, 1].
     """
 
     def __init__(
-        self, members: Sequence[UNetGenerator], ns_view: bool = True, smooth_sigma_px: float = 0.0
+        self,
+        members: Sequence[UNetGenerator],
+        ns_view: bool = True,
+        smooth_sigma_px: float = 0.0,
+        gain: float = 1.0,
     ) -> None:
         super().__init__()
         if not members:
@@ -63,6 +74,9 @@ class Ensemble(nn.Module):
         if not smooth_sigma_px >= 0:
             raise ValueError(f"smooth_sigma_px must be >= 0, got {smooth_sigma_px}")
         self.smooth_sigma_px = float(smooth_sigma_px)
+        if not gain > 0:
+            raise ValueError(f"gain must be > 0, got {gain}")
+        self.gain = float(gain)
         self.register_buffer("kernel", gaussian_kernel(self.smooth_sigma_px), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,6 +87,8 @@ class Ensemble(nn.Module):
         mean = torch.stack(outs).mean(0)
         if self.smooth_sigma_px > 0:
             mean = smooth(mean, self.kernel)
+        if self.gain != 1.0:
+            mean = (mean * self.gain).clamp(-1.0, 1.0)
         return mean
 
 

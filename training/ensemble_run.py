@@ -3,7 +3,8 @@
 Takes the run folders that ``make retrain`` wrote (each with ``report/report.json``
 and its checkpoints), rebuilds the generator each run selected on val, and goes
 through the same chain as a single run: val scores beside the baselines (for each
-smoothing asked for; the best ``r_bin8 + ar_ppa["20"]`` on val is kept), ONNX export
+smoothing asked for; the best ``r_bin8 + ar_ppa["20"]`` on val is kept; optionally a
+flux gain fitted on val, ``training.ensemble``), ONNX export
 (float16 weights on request, to keep the bundled file under 32 MB), parity against
 torch on real val frames, report, registration and gate. The run folder it writes
 looks like a retrain run's, so ``synmag-train card --ship`` ships it the same way.
@@ -24,6 +25,7 @@ from service.science import preprocess
 from training.ensemble import Ensemble, gaussian_kernel, smooth
 from training.evaluate import (
     ValSet,
+    evaluate_generator,
     load_valset,
     score_day,
     selection_score,
@@ -89,6 +91,7 @@ def build_ensemble(
     *,
     ns_view: bool = True,
     smooth_sigmas_px: Sequence[float] = (0.0,),
+    calibrate_flux: bool = False,
     weights: str = "float32",
     eval_days: int = 0,
     promote: bool = False,
@@ -112,11 +115,20 @@ def build_ensemble(
     for s, entry in sweep.items():
         log(f"ensemble of {len(members)} (ns_view {ns_view}, smoothing {s:g} px) on val: "
             f"{short(entry['summary'])} | selection {entry['selection']:.3f}{' <- chosen' if s == sigma else ''}")
-    ensemble = Ensemble(members, ns_view=ns_view, smooth_sigma_px=sigma).eval()
     summary, scores, preds = (sweep[sigma][k] for k in ("summary", "scores", "preds"))
+    gain = 1.0
+    if calibrate_flux:
+        # The unsigned flux (mu >= 0.3) of the mean falls short of HMI's: scale it back.
+        gain = 1.0 / summary["model"]["tumf_ratio"]["mean"]
+    ensemble = Ensemble(members, ns_view=ns_view, smooth_sigma_px=sigma, gain=gain).eval()
+    if gain != 1.0:
+        scores, preds = evaluate_generator(ensemble, valset, keep_preds=N_EXAMPLE_DAYS)
+        summary = summarise(valset, scores)
+        log(f"flux gain {gain:.3f} (unsigned flux ratio {sweep[sigma]['summary']['model']['tumf_ratio']['mean']:.3f}"
+            f" -> {summary['model']['tumf_ratio']['mean']:.3f}): {short(summary)}")
 
     spec = {"members": [r["version"] for r in reports], "ns_view": ns_view, "smooth_sigma_px": sigma,
-            "weights": weights,
+            "gain": gain, "weights": weights,
             "smoothing_sweep": {f"{s:g}": {"r_bin8": e["summary"]["model"]["r_bin8"]["mean"],
                                            "ar_ppa_20": e["summary"]["model"]["ar_ppa"]["20"]["mean"],
                                            "selection": e["selection"]} for s, e in sweep.items()}}

@@ -150,6 +150,16 @@ def _composition(shipped: dict[str, Any]) -> str:
                           for s, e in sweep.items())
         view += (f" The mean is then smoothed with a Gaussian of sigma {sigma:g} px, the best on val of "
                  f"those tried ({tried}); it costs fine structure below ~{2 * sigma:g} px.")
+    gain = spec.get("gain", 1.0)
+    if gain != 1.0:
+        view += (f" Last, a gain of {gain:.2f} fitted on val brings the unsigned flux back to HMI's "
+                 "(averaging and smoothing shrink it), with the result clipped to +-200 G.")
+        before = sweep.get(f"{sigma:g}")
+        if before:
+            m = shipped["metrics"]["model"]
+            view += (f" Signs do not change with a gain, but the clipping does move the scores: r_bin8 "
+                     f"{before['r_bin8']:.3f} -> {_get(m, 'r_bin8'):.3f}, AR PPA@20 "
+                     f"{before['ar_ppa_20']:.3f} -> {_get(m, 'ar_ppa', '20'):.3f} on val.")
     return (f"The mean of {len(spec['members'])} runs of this configuration ({members}), each at the "
             f"checkpoint it selected on val, exported as one ONNX graph.{view} Why: single runs differ a "
             "lot (the seed spread below) and each draws its own small-scale structure; the mean keeps "
