@@ -5,6 +5,7 @@
 - ``real_frame_paths``: ``{"gongx": Path, "hpln": Path}``, frames made from the real val
   H-alpha image of ``val_pair`` (session scope).
 - :func:`write_raw_frame`: a real-layout file from arbitrary pixels/header (bad frames).
+- :func:`link_val_days`: the first real val days (H-alpha + HMI) linked into a folder.
 """
 
 from __future__ import annotations
@@ -88,3 +89,12 @@ def real_frame_paths(
         (out / gen).mkdir()
         paths[gen] = write_gong_frame(image, when, "B", gen, out / gen, rng=2)
     return paths  # type: ignore[return-value]
+
+
+def link_val_days(data_dir: Path, folder: Path, n: int) -> Path:
+    """Symlink the first ``n`` val days (H-alpha and HMI pairs) of ``data_dir`` into a new ``folder``."""
+    folder.mkdir()
+    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:n]:
+        for path in (halpha, halpha.with_name(halpha.name.replace("_halpha", "_hmi"))):
+            (folder / path.name).symlink_to(path)
+    return folder

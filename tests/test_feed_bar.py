@@ -20,20 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.frames import link_val_days
+from tests.test_deploy import ISSUE_METRICS  # the six metrics the issue names first
 from tests.test_serve_e2e import Cluster, Proc, wait_for
 
 pytestmark = [pytest.mark.slow]
 
 ADMIN_TOKEN = "bar-test-admin-token"
-# The six metrics the issue names first.
-ISSUE_METRICS = (
-    "synmag_products_total",
-    "synmag_frames_rejected_total",
-    "synmag_stage_seconds",
-    "synmag_end_to_end_latency_seconds",
-    "synmag_last_product_timestamp_seconds",
-    "synmag_model_info",
-)
 
 
 @dataclass
@@ -45,11 +38,7 @@ class Feed:
 @pytest.fixture
 def feed(tmp_path: Path, tiny_onnx: Path, data_dir: Path) -> Iterator[Feed]:
     """Replay (4 real val days, a minute every 3 s) and ``synmag serve``; both stopped at the end."""
-    source = tmp_path / "val-source"
-    source.mkdir()
-    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:4]:
-        for path in (halpha, halpha.with_name(halpha.name.replace("_halpha", "_hmi"))):
-            (source / path.name).symlink_to(path)
+    source = link_val_days(data_dir, tmp_path / "val-source", 4)
     cluster = Cluster(tmp_path, tiny_onnx)
     try:
         archive = cluster.replay(source, "--cadence", "3", "--rewind", "10", "--backlog", "2", "--limit", "8")

@@ -12,6 +12,7 @@ import pytest
 from service.errors import FrameRejected
 from service.pipeline.replay import Faults, ReplayArchive, serve_in_thread
 from service.pipeline.source import parse_listing
+from tests.frames import link_val_days
 
 START = datetime(2026, 11, 21, 12, 0, 5, tzinfo=UTC)
 
@@ -27,12 +28,7 @@ class Clock:
 @pytest.fixture
 def val_folder(data_dir: Path, tmp_path: Path) -> Path:
     """Two real val days (H-alpha + HMI), linked into a folder of their own."""
-    folder = tmp_path / "val"
-    folder.mkdir()
-    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:2]:
-        for path in (halpha, halpha.with_name(halpha.name.replace("_halpha", "_hmi"))):
-            (folder / path.name).symlink_to(path)
-    return folder
+    return link_val_days(data_dir, tmp_path / "val", 2)
 
 
 @pytest.fixture

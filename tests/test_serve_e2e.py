@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import REPO_ROOT
+from tests.frames import link_val_days
 
 pytestmark = [pytest.mark.slow]
 
@@ -142,12 +143,7 @@ def cluster(tmp_path: Path, tiny_onnx: Path) -> Iterator[Cluster]:
 @pytest.fixture
 def val_source(data_dir: Path, tmp_path: Path) -> Path:
     """Eight real val days (H-alpha with their HMI truth) for the replay to cycle through."""
-    folder = tmp_path / "val-source"
-    folder.mkdir()
-    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:8]:
-        for path in (halpha, halpha.with_name(halpha.name.replace("_halpha", "_hmi"))):
-            (folder / path.name).symlink_to(path)
-    return folder
+    return link_val_days(data_dir, tmp_path / "val-source", 8)
 
 
 # -- reading the service's database ------------------------------------------------------
