@@ -322,16 +322,10 @@ class DeviceDays:
         coins = torch.rand((2, b), device=dev, generator=generator) < 0.5
         sign = torch.ones(b, device=dev)
         if flip_ns:
-            ns = coins[0][:, None, None]
-            x = torch.where(ns, x.flip(1), x)
-            y = torch.where(ns, y.flip(1), y)
-            cy = torch.where(ns, -cy.flip(1), cy)
+            x, y, cy = _mirror(coins[0], 1, x, y, cy)
             sign = torch.where(coins[0], -sign, sign)
         if flip_ew:
-            ew = coins[1][:, None, None]
-            x = torch.where(ew, x.flip(2), x)
-            y = torch.where(ew, y.flip(2), y)
-            cx = torch.where(ew, -cx.flip(2), cx)
+            x, y, cx = _mirror(coins[1], 2, x, y, cx)
             sign = torch.where(coins[1], -sign, sign)
         y = y * sign[:, None, None]
         coords = torch.stack([cx, cy], dim=1).to(x.dtype)
@@ -359,3 +353,12 @@ def epoch_batches(
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
+
+
+def _mirror(
+    flip: torch.Tensor, dim: int, x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mirror the samples where ``flip`` (B,) is set along ``dim`` of (B, H, W) crops:
+    image and target flipped, and the position across that axis flipped and negated."""
+    m = flip[:, None, None]
+    return torch.where(m, x.flip(dim), x), torch.where(m, y.flip(dim), y), torch.where(m, -pos.flip(dim), pos)

@@ -146,8 +146,12 @@ def predict_gauss(
 ) -> np.ndarray:
     """Full-frame prediction in Gauss, NaN off the disk (as ``preprocess.postprocess``)."""
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
-    y = generator(t)[0, 0].float().cpu().numpy()
-    gauss = preprocess.model_to_gauss(y)
+    return output_gauss(generator(t))
+
+
+def output_gauss(y: torch.Tensor) -> np.ndarray:
+    """A generator output (1, 1, H, W) in model units -> Gauss, NaN off the disk."""
+    gauss = preprocess.model_to_gauss(y[0, 0].float().cpu().numpy())
     gauss[~preprocess.model_disk_mask(size=gauss.shape[0])] = np.nan
     return gauss
 
@@ -307,13 +311,27 @@ def write_report(
     return report
 
 
-def _figure_examples(path: Path, valset: ValSet, preds: Sequence[np.ndarray]) -> Path | None:
-    if not preds:
-        return None
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers or in CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    _pyplot().close(fig)
+    return path
+
+
+def _figure_examples(path: Path, valset: ValSet, preds: Sequence[np.ndarray]) -> Path | None:
+    if not preds:
+        return None
+    plt = _pyplot()
 
     n = len(preds)
     cols = ["H-alpha", "HMI (truth)", "model", "rotated persistence", "zero map"]
@@ -334,17 +352,11 @@ def _figure_examples(path: Path, valset: ValSet, preds: Sequence[np.ndarray]) ->
                 ax.set_title(cols[j])
         axes[i][0].set_ylabel(day.time[:10])
     fig.suptitle("val days, field in Gauss (grey scale ±200 G)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _figure_ppa(path: Path, summary: dict[str, Any]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     th = list(metrics.PPA_THRESHOLDS_G)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -364,17 +376,11 @@ def _figure_ppa(path: Path, summary: dict[str, Any]) -> Path:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _figure_table(path: Path, summary: dict[str, Any]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = metric_table(summary)
     fig, ax = plt.subplots(figsize=(10, 0.4 * len(rows) + 0.5))
@@ -382,7 +388,4 @@ def _figure_table(path: Path, summary: dict[str, Any]) -> Path:
     table = ax.table(cellText=rows[1:], colLabels=rows[0], loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
