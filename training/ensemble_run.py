@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from service.errors import UsageError
-from service.science import preprocess
 from training.ensemble import Ensemble, gaussian_kernel, smooth
 from training.evaluate import (
     ValSet,
     evaluate_generator,
     load_valset,
+    output_gauss,
     score_day,
     selection_score,
     short,
@@ -35,7 +35,13 @@ from training.evaluate import (
 )
 from training.export import export_onnx, git_commit, parity
 from training.model_card import load_report
-from training.retrain import N_EXAMPLE_DAYS, N_PARITY_FRAMES, RetrainResult, _log, _registry
+from training.retrain import (
+    N_EXAMPLE_DAYS,
+    N_PARITY_FRAMES,
+    RetrainResult,
+    log_stderr,
+    open_registry,
+)
 from training.train import generator_from_checkpoint
 
 
@@ -63,15 +69,13 @@ def score_smoothing(
     """
     if ensemble.smooth_sigma_px:
         raise ValueError("score_smoothing needs the unsmoothed ensemble")
-    mask = preprocess.model_disk_mask()
     kernels = {float(s): gaussian_kernel(float(s)) for s in dict.fromkeys(sigmas_px)}
     scores: dict[float, list] = {s: [] for s in kernels}
     preds: dict[float, list] = {s: [] for s in kernels}
     for i, day in enumerate(valset.days):
         y = ensemble(torch.from_numpy(np.ascontiguousarray(day.x, dtype=np.float32))[None, None])
         for s, k in kernels.items():
-            gauss = preprocess.model_to_gauss((smooth(y, k) if s > 0 else y)[0, 0].numpy())
-            gauss[~mask] = np.nan
+            gauss = output_gauss(smooth(y, k) if s > 0 else y)
             scores[s].append(score_day(gauss, day))
             if i < N_EXAMPLE_DAYS:
                 preds[s].append(gauss)
@@ -96,7 +100,7 @@ def build_ensemble(
     eval_days: int = 0,
     promote: bool = False,
     settings: Any = None,
-    log=_log,
+    log=log_stderr,
 ) -> RetrainResult:
     """Evaluate, export, register and gate the ensemble of ``member_runs``; see the module docstring."""
     t0 = time.perf_counter()
@@ -167,7 +171,7 @@ def build_ensemble(
                "note": f"evaluated on {len(valset.days)} of {valset.n_available} val days" if valset.subset else ""}
     report = write_report(out / "report", valset, summary, preds, context, scores)
 
-    registry = _registry(settings)
+    registry = open_registry(settings)
     row = registry.register(onnx_path, metrics=summary, report=report, lineage=lineage,
                             config=config, version=version)
     gate = registry.gate(row.version)

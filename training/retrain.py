@@ -41,7 +41,7 @@ N_EXAMPLE_DAYS = 3
 N_PARITY_FRAMES = 2
 
 
-def _log(line: str) -> None:
+def log_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
@@ -61,7 +61,7 @@ def retrain(
     resume: str | Path | None = None,
     promote: bool = True,
     settings: Any = None,
-    log=_log,
+    log=log_stderr,
 ) -> RetrainResult:
     """Run the chain for ``cfg`` (``cfg.data_dir`` set); see the module docstring."""
     t0 = time.perf_counter()
@@ -152,7 +152,7 @@ def retrain(
     report = write_report(out / "report", valset, best["summary"], best["preds"], context, best["scores"])
     report_path = out / "report" / "report.json"
 
-    registry = _registry(settings)
+    registry = open_registry(settings)
     row = registry.register(onnx_path, metrics=best["summary"], report=report, lineage=lineage,
                             config=cfg.to_dict(), version=version)
     gate = registry.gate(row.version)
@@ -177,7 +177,8 @@ def _note(cfg: TrainConfig, valset: ValSet) -> str:
     return "; ".join(parts)
 
 
-def _registry(settings: Any):
+def open_registry(settings: Any):
+    """The registry of ``settings``, or of the environment when None."""
     from service.registry import Registry
     from service.settings import load_settings
 
