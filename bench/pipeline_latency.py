@@ -50,15 +50,10 @@ def _model(tmp: Path) -> Path | None:
 
 
 def run() -> dict:
-    from service.db import make_engine, session_factory
-    from service.db.migrate import upgrade
-    from service.pipeline.job import PipelineContext, process_minute
+    from service.pipeline.job import process_minute
     from service.pipeline.replay import ReplayArchive, serve_in_thread
-    from service.pipeline.runtime import ModelRuntime
-    from service.pipeline.source import GongArchive
-    from service.registry import Registry
+    from service.pipeline.wiring import open_pipeline
     from service.settings import Settings
-    from service.storage import open_store
 
     data = Path(os.environ.get("DATA_DIR", REPO.parent / "shared/data/ha2mag")) / "val"
     if not data.is_dir():
@@ -79,14 +74,8 @@ def run() -> dict:
             model=str(model), model_cache_dir=tmp / "cache", bundled_model_dir=tmp / "none",
             providers=os.environ.get("SYNMAG_PROVIDERS", "CPUExecutionProvider"),
         )
-        upgrade(settings)
-        engine = make_engine(settings)
-        store = open_store(settings)
-        runtime = ModelRuntime(settings, Registry(settings, engine=engine, store=store))
-        runtime.refresh()
-        archive = GongArchive(settings)
-        ctx = PipelineContext(settings=settings, archive=archive, store=store,
-                              sessions=session_factory(engine), runtime=runtime)
+        pipeline = open_pipeline(settings)
+        ctx, archive, runtime = pipeline.ctx, pipeline.ctx.archive, pipeline.runtime
         for frame in replay.published():  # render the frames now: time transfers, not the replay
             replay.frame_bytes(frame)
         try:
@@ -103,10 +92,9 @@ def run() -> dict:
                     raise RuntimeError(f"minute {minute}: {out.outcome} {out.detail}")
                 rows.append({"list": t_list, **out.timings, "total": total})
         finally:
-            archive.close()
+            pipeline.close()
             server.shutdown()
             server.server_close()
-            engine.dispose()
     result: dict = {
         "frames": len(rows),
         "candidates_per_minute": len(replay.queues),

@@ -16,18 +16,12 @@ from service.db import (
     MinuteState,
     Product,
     Rejection,
-    make_engine,
-    session_factory,
     session_scope,
 )
-from service.db.migrate import upgrade
 from service.pipeline.job import PipelineContext, process_minute
 from service.pipeline.replay import Faults, ReplayArchive, serve_in_thread
-from service.pipeline.runtime import ModelRuntime
-from service.pipeline.source import GongArchive
-from service.registry import Registry
+from service.pipeline.wiring import open_pipeline
 from service.settings import Settings
-from service.storage import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -63,23 +57,15 @@ def world(data_dir: Path, tiny_onnx: Path, tmp_path: Path) -> Iterator:
             model_cache_dir=tmp_path / "cache", bundled_model_dir=tmp_path / "no-models",
             http_backoff_base_s=0.05, http_backoff_cap_s=0.1,
         )
-        upgrade(settings)
-        engine = make_engine(settings)
-        store = open_store(settings)
-        runtime = ModelRuntime(settings, Registry(settings, engine=engine, store=store))
-        runtime.refresh()
-        source = GongArchive(settings)
-        made.append((server, source, engine))
-        ctx = PipelineContext(settings=settings, archive=source, store=store,
-                              sessions=session_factory(engine), runtime=runtime)
-        return World(ctx, archive, settings)
+        pipeline = open_pipeline(settings)
+        made.append((server, pipeline))
+        return World(pipeline.ctx, archive, settings)
 
     yield make
-    for server, source, engine in made:
+    for server, pipeline in made:
         server.shutdown()
         server.server_close()
-        source.close()
-        engine.dispose()
+        pipeline.close()
 
 
 def _product(w: World) -> Product:

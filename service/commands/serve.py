@@ -28,48 +28,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="HTTP address (default SYNMAG_API_HOST)")
 
 
-def _app(settings: Any, state: Any, engine: Any, store: Any) -> Any:
-    """H7's API app when present; otherwise a minimal one (health and metrics only)."""
-    try:
-        from service.api.app import create_app
-    except ImportError:
-        create_app = None
-    if create_app is not None:
-        return create_app(settings, state, engine=engine, store=store)
-    from fastapi import FastAPI
-    from fastapi.responses import PlainTextResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    from service.observability import REGISTRY
-
-    app = FastAPI(title="synmag")
-
-    @app.get("/healthz")
-    def healthz() -> PlainTextResponse:
-        return PlainTextResponse("ok\n")
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    return app
-
-
 def main(args: Any) -> int:
     from datetime import UTC, datetime
 
     from service import observability as obs
-    from service.db import make_engine, session_factory
-    from service.db.migrate import upgrade
+    from service.api.app import create_app
+    from service.api.state import AppState
     from service.errors import FatalError, UsageError
-    from service.pipeline.job import PipelineContext
     from service.pipeline.leader import Leadership, make_leader_lock
-    from service.pipeline.runtime import ModelRuntime
     from service.pipeline.scheduler import PipelineScheduler
-    from service.pipeline.source import GongArchive
-    from service.registry import Registry
+    from service.pipeline.wiring import open_pipeline
     from service.settings import load_settings
-    from service.storage import open_store
 
     try:
         settings = load_settings()
@@ -83,33 +52,13 @@ def main(args: Any) -> int:
     for noisy, level in (("httpx", logging.WARNING), ("apscheduler", logging.ERROR)):
         logging.getLogger(noisy).setLevel(level)
 
-    upgrade(settings)
-    engine = make_engine(settings)
-    store = open_store(settings)
-    registry = Registry(settings, engine=engine, store=store)
-    bundled = registry.ensure_bundled()
-    if bundled is not None:
-        log.info("registered the bundled model %s as production", bundled.version)
-
-    try:
-        from service.api.state import AppState
-
-        state: Any = AppState()
-    except ImportError:
-        state = None
-
-    def model_changed(loaded: Any) -> None:
-        if state is not None:
-            state.set_model(loaded.version, loaded.providers)
-
-    runtime = ModelRuntime(settings, registry, on_change=model_changed)
-    runtime.check_gpu_available()
-    runtime.refresh()  # FatalError (exit 1) when a GPU is required and did not start
-
-    archive = GongArchive(settings)
-    ctx = PipelineContext(
-        settings=settings, archive=archive, store=store, sessions=session_factory(engine), runtime=runtime
+    state = AppState()
+    pipeline = open_pipeline(  # FatalError (exit 1) when a GPU is required and did not start
+        settings, on_model_change=lambda loaded: state.set_model(loaded.version, loaded.providers)
     )
+    if pipeline.bundled is not None:
+        log.info("registered the bundled model %s as production", pipeline.bundled.version)
+    ctx, engine, runtime = pipeline.ctx, pipeline.engine, pipeline.runtime
     leadership = Leadership(make_leader_lock(settings))
     fatal: list[BaseException] = []
     server_box: list[Any] = []
@@ -133,7 +82,7 @@ def main(args: Any) -> int:
     if args.once:
         report = scheduler.tick()
         leadership.release()
-        archive.close()
+        pipeline.close()
         log.info("one tick: leader=%s due=%d outcomes=%s error=%s", report.leader, report.due,
                  [o.outcome for o in report.outcomes], report.error)
         if fatal:
@@ -142,7 +91,7 @@ def main(args: Any) -> int:
 
     import uvicorn
 
-    app = _app(settings, state, engine, store)
+    app = create_app(settings, state, engine=engine, store=ctx.store)
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(),
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
@@ -162,8 +111,7 @@ def main(args: Any) -> int:
         stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)
         stopper.start()
         stopper.join(timeout=max(30.0, settings.http_timeout_s * 2))
-        archive.close()
-        engine.dispose()
+        pipeline.close()
         log.info("stopped after %.0f s", (datetime.now(UTC) - started).total_seconds())
     if fatal:
         raise FatalError(str(fatal[0]))

@@ -1,0 +1,76 @@
+"""Build the running pipeline from settings: ``open_pipeline(settings)``.
+
+One place wires settings -> migrations -> engine -> object store -> registry (the
+bundled model registered as production when there is none) -> model runtime ->
+GONG archive -> ``PipelineContext``. ``synmag serve`` runs it at start; the job
+tests and the latency bench run the same function, so they exercise the wiring
+production uses rather than a copy of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from service.db import ModelVersion, make_engine, session_factory
+from service.db.migrate import upgrade
+from service.pipeline.job import PipelineContext
+from service.pipeline.runtime import LoadedModel, ModelRuntime
+from service.pipeline.source import GongArchive
+from service.registry import Registry
+from service.settings import Settings
+from service.storage import open_store
+
+
+@dataclass
+class Pipeline:
+    """The wired pipeline and the handles its owner must close."""
+
+    ctx: PipelineContext
+    engine: Engine
+    registry: Registry
+    bundled: ModelVersion | None  # the bundled model, when this start registered it
+
+    @property
+    def runtime(self) -> ModelRuntime:
+        return self.ctx.runtime
+
+    def close(self) -> None:
+        """Close the archive's HTTP client and the database pool."""
+        self.ctx.archive.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_pipeline(
+    settings: Settings, *, on_model_change: Callable[[LoadedModel], None] | None = None
+) -> Pipeline:
+    """Migrate, connect, register the bundled model if needed, load the production model.
+
+    Raises ``FatalError`` when ``SYNMAG_REQUIRE_GPU`` is set and no GPU provider starts.
+    """
+    engine = make_engine(settings)
+    try:
+        upgrade(settings, engine)
+        store = open_store(settings)
+        registry = Registry(settings, engine=engine, store=store)
+        bundled = registry.ensure_bundled()
+        runtime = ModelRuntime(settings, registry, on_change=on_model_change)
+        runtime.check_gpu_available()
+        runtime.refresh()
+    except BaseException:
+        engine.dispose()
+        raise
+    ctx = PipelineContext(
+        settings=settings, archive=GongArchive(settings), store=store,
+        sessions=session_factory(engine), runtime=runtime,
+    )
+    return Pipeline(ctx=ctx, engine=engine, registry=registry, bundled=bundled)
