@@ -44,6 +44,8 @@ def test_invalid_values_are_refused() -> None:
         TrainConfig(order="random")
     with pytest.raises(UsageError, match="crop"):
         TrainConfig(crop=300)
+    with pytest.raises(UsageError, match="upsample"):
+        TrainConfig(upsample="bilinear")
 
 
 @pytest.mark.slow

@@ -98,6 +98,43 @@ def test_position_channels_survive_export(tmp_path) -> None:
     assert abs(other - ref).max() > 1e-4
 
 
+def test_resize_decoder_draws_no_checkerboard() -> None:
+    """On a constant image a transposed doubling leaves a period-2 pattern; nearest + 3x3 does not."""
+    import torch
+
+    from training.model import _up
+
+    torch.manual_seed(0)
+    x = torch.ones(1, 4, 16, 16)
+    for kind, patterned in (("transpose", True), ("resize", False)):
+        with torch.no_grad():
+            y = torch.nn.Sequential(*_up(kind, 4, 1, bias=False))(x)[0, 0, 2:-2, 2:-2]
+        assert y.shape == (28, 28)
+        assert bool((y.max() - y.min()) > 1e-3) == patterned, kind
+
+
+def test_resize_decoder_exports_with_parity(tmp_path) -> None:
+    """The resize decoder is plain ONNX (Resize + Conv): ONNX == torch on a full frame."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from training.export import export_onnx
+    from training.model import UNetGenerator
+
+    torch.manual_seed(0)
+    g = UNetGenerator(ngf=4, depth=8, coords=True, upsample="resize").eval()
+    path = export_onnx(g, tmp_path / "g.onnx", {"synmag.version": "resize-test"})
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Resize" in ops and "ConvTranspose" not in ops
+    x = torch.rand(1, 1, 512, 512) * 2 - 1
+    (out,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"halpha": x.numpy()}
+    )
+    with torch.no_grad():
+        assert abs(out - g(x).numpy()).max() < 1e-4
+
+
 def test_working_scale_exports_full_frames(tmp_path) -> None:
     """A scale-4 generator takes and returns full-resolution frames through ONNX too."""
     import onnxruntime as ort

@@ -37,6 +37,7 @@ class TrainConfig:
     norm: str = "batch"  # batch | instance | none
     dropout: float = 0.5
     scale: int = 1  # working scale: the U-Net sees scale x scale block means (training/model.py)
+    upsample: str = "transpose"  # decoder doubling: transpose (paper) | resize (no checkerboard; training/model.py)
     coords: bool = False  # position channels for the generator (training/model.py): hemisphere for Hale's law
     ndf: int = 64
     d_layers: int = 3  # 3 -> 70x70 receptive field
@@ -79,6 +80,7 @@ class TrainConfig:
             (self.norm in ("batch", "instance", "none"), f"norm {self.norm!r}"),
             (self.gan_loss in ("vanilla", "lsgan"), f"gan_loss {self.gan_loss!r}"),
             (self.order in ("chronological", "shuffled"), f"order {self.order!r}"),
+            (self.upsample in ("transpose", "resize"), f"upsample {self.upsample!r}"),
             (self.depth >= 2 and self.ngf >= 1 and self.ndf >= 1, "depth/ngf/ndf"),
             (self.crop % (self.scale * 2**self.depth) == 0, f"crop {self.crop} not a multiple of scale * 2**depth"),
             (self.scale >= 1, f"scale {self.scale} must be >= 1"),

@@ -55,11 +55,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_models(cfg: TrainConfig) -> tuple[UNetGenerator, PatchDiscriminator]:
-    generator = UNetGenerator(
+def generator_for(cfg: TrainConfig) -> UNetGenerator:
+    """The generator a config describes (untrained weights)."""
+    return UNetGenerator(
         ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords,
-        scale=cfg.scale,
+        scale=cfg.scale, upsample=cfg.upsample,
     )
+
+
+def build_models(cfg: TrainConfig) -> tuple[UNetGenerator, PatchDiscriminator]:
+    generator = generator_for(cfg)
     discriminator = PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.norm)
     init_weights(generator)
     init_weights(discriminator)
@@ -168,10 +173,7 @@ def generator_from_checkpoint(path: str | Path) -> tuple[UNetGenerator, TrainCon
     """The generator (CPU, eval mode) and config saved in a checkpoint."""
     state = load_checkpoint(path)
     cfg = TrainConfig.from_dict(state["config"])
-    generator = UNetGenerator(
-        ngf=cfg.ngf, depth=cfg.depth, norm=cfg.norm, dropout=cfg.dropout, coords=cfg.coords,
-        scale=cfg.scale,
-    )
+    generator = generator_for(cfg)
     generator.load_state_dict(state["generator"])
     return generator.eval(), cfg, state
 
