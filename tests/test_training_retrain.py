@@ -83,13 +83,17 @@ def test_process_with_the_registered_version(
 def test_ensemble_of_runs_is_registered_as_one_version(smoke_run, data_dir: Path, tmp_path: Path) -> None:
     from service.registry import Registry
     from service.settings import load_settings
-    from training.ensemble_run import build_ensemble
+    from training.ensemble import Ensemble
+    from training.ensemble_run import build_ensemble, selected_checkpoint
+    from training.evaluate import evaluate_generator, load_valset, summarise
+    from training.train import generator_from_checkpoint
 
     result, cfg, env = smoke_run
     run = result.report_path.parent.parent
     settings = load_settings(database_url=env["SYNMAG_DATABASE_URL"], store_url=env["SYNMAG_STORE_URL"])
     ens = build_ensemble([run, run], data_dir, "ens-test", tmp_path, smooth_sigmas_px=(0.0, 2.0),
-                         weights="float16", eval_days=cfg.eval_days, settings=settings, log=lambda _: None)
+                         calibrate_flux=True, weights="float16", eval_days=cfg.eval_days, settings=settings,
+                         log=lambda _: None)
     report = json.loads(ens.report_path.read_text())
     spec = report["ensemble"]
     assert spec["members"] == [result.version] * 2 and spec["ns_view"] and spec["weights"] == "float16"
@@ -101,3 +105,12 @@ def test_ensemble_of_runs_is_registered_as_one_version(smoke_run, data_dir: Path
     assert ens.onnx_path.stat().st_size < 0.7 * 2 * result.onnx_path.stat().st_size
     row = Registry(settings).get(ens.version)
     assert row.metrics["model"]["r_bin8"]["n"] == cfg.eval_days
+    # The registered scores are those of the graph as exported (smoothing, gain, clip),
+    # although build_ensemble scored them from one cached pass of the members.
+    member = generator_from_checkpoint(selected_checkpoint(run))[0]
+    graph = Ensemble([member, member], smooth_sigma_px=spec["smooth_sigma_px"], gain=spec["gain"]).eval()
+    valset = load_valset(data_dir, cfg.eval_days)
+    direct = summarise(valset, evaluate_generator(graph, valset)[0])["model"]
+    for name in ("psnr", "r_bin8", "tumf_ratio"):
+        np.testing.assert_allclose(row.metrics["model"][name]["mean"], direct[name]["mean"],
+                                   rtol=1e-5, equal_nan=True, err_msg=name)

@@ -80,16 +80,24 @@ class Ensemble(nn.Module):
         self.register_buffer("kernel", gaussian_kernel(self.smooth_sigma_px), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return finish(self.mean_of_views(x), self.kernel, self.gain)
+
+    def mean_of_views(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain mean of every member and view, before smoothing and gain."""
         outs = [m(x) for m in self.members]
         if self.ns_view:
             flipped = x.flip(-2)
             outs += [-m(flipped).flip(-2) for m in self.members]
-        mean = torch.stack(outs).mean(0)
-        if self.smooth_sigma_px > 0:
-            mean = smooth(mean, self.kernel)
-        if self.gain != 1.0:
-            mean = (mean * self.gain).clamp(-1.0, 1.0)
-        return mean
+        return torch.stack(outs).mean(0)
+
+
+def finish(mean: torch.Tensor, kernel: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """Smooth with ``kernel`` (a single 1: none), then apply ``gain`` and clip to [-1, 1]."""
+    if kernel.numel() > 1:
+        mean = smooth(mean, kernel)
+    if gain != 1.0:
+        mean = (mean * gain).clamp(-1.0, 1.0)
+    return mean
 
 
 def gaussian_kernel(sigma_px: float) -> torch.Tensor:

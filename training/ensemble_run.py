@@ -4,7 +4,8 @@ Takes the run folders that ``make retrain`` wrote (each with ``report/report.jso
 and its checkpoints), rebuilds the generator each run selected on val, and goes
 through the same chain as a single run: val scores beside the baselines (for each
 smoothing asked for; the best ``r_bin8 + ar_ppa["20"]`` on val is kept; optionally a
-flux gain fitted on val, ``training.ensemble``), ONNX export
+flux gain fitted on val, ``training.ensemble``; the members run over val once and every
+smoothing and the gain are scored on that one set of outputs), ONNX export
 (float16 weights on request, to keep the bundled file under 32 MB), parity against
 torch on real val frames, report, registration and gate. The run folder it writes
 looks like a retrain run's, so ``synmag-train card --ship`` ships it the same way.
@@ -21,10 +22,9 @@ import numpy as np
 import torch
 
 from service.errors import UsageError
-from training.ensemble import Ensemble, gaussian_kernel, smooth
+from training.ensemble import Ensemble, finish, gaussian_kernel
 from training.evaluate import (
     ValSet,
-    evaluate_generator,
     load_valset,
     output_gauss,
     score_day,
@@ -59,32 +59,29 @@ def selected_checkpoint(run_dir: str | Path) -> Path:
 
 
 @torch.no_grad()
-def score_smoothing(
-    ensemble: Ensemble, valset: ValSet, sigmas_px: Sequence[float]
-) -> dict[float, dict[str, Any]]:
-    """Val scores of ``ensemble`` under each smoothing: one forward pass per day, then each kernel.
+def val_means(ensemble: Ensemble, valset: ValSet) -> list[torch.Tensor]:
+    """The ensemble's unsmoothed mean on every val day: the one expensive pass (model units)."""
+    return [ensemble.mean_of_views(torch.from_numpy(np.ascontiguousarray(day.x, dtype=np.float32))[None, None])
+            for day in valset.days]
 
-    Returns, per sigma, ``summary``, ``selection`` (the retrain selection score),
-    per-day ``scores`` and the first ``N_EXAMPLE_DAYS`` predictions (``preds``).
+
+def score_finish(
+    means: Sequence[torch.Tensor], valset: ValSet, sigma_px: float, gain: float = 1.0
+) -> dict[str, Any]:
+    """Val scores of ``means`` smoothed at ``sigma_px`` and scaled by ``gain`` (as the graph does).
+
+    Returns ``summary``, ``selection`` (the retrain selection score), per-day ``scores``
+    and the first ``N_EXAMPLE_DAYS`` predictions in Gauss (``preds``).
     """
-    if ensemble.smooth_sigma_px:
-        raise ValueError("score_smoothing needs the unsmoothed ensemble")
-    kernels = {float(s): gaussian_kernel(float(s)) for s in dict.fromkeys(sigmas_px)}
-    scores: dict[float, list] = {s: [] for s in kernels}
-    preds: dict[float, list] = {s: [] for s in kernels}
-    for i, day in enumerate(valset.days):
-        y = ensemble(torch.from_numpy(np.ascontiguousarray(day.x, dtype=np.float32))[None, None])
-        for s, k in kernels.items():
-            gauss = output_gauss(smooth(y, k) if s > 0 else y)
-            scores[s].append(score_day(gauss, day))
-            if i < N_EXAMPLE_DAYS:
-                preds[s].append(gauss)
-    out = {}
-    for s in kernels:
-        summary = summarise(valset, scores[s])
-        out[s] = {"summary": summary, "selection": selection_score(summary), "scores": scores[s],
-                  "preds": preds[s]}
-    return out
+    kernel = gaussian_kernel(sigma_px)
+    scores, preds = [], []
+    for i, (y, day) in enumerate(zip(means, valset.days, strict=True)):
+        gauss = output_gauss(finish(y, kernel, gain))
+        scores.append(score_day(gauss, day))
+        if i < N_EXAMPLE_DAYS:
+            preds.append(gauss)
+    summary = summarise(valset, scores)
+    return {"summary": summary, "selection": selection_score(summary), "scores": scores, "preds": preds}
 
 
 def build_ensemble(
@@ -114,7 +111,9 @@ def build_ensemble(
         members.append(generator)
         configs.append(cfg.to_dict())
     valset = load_valset(data_dir, eval_days)
-    sweep = score_smoothing(Ensemble(members, ns_view=ns_view).eval(), valset, smooth_sigmas_px)
+    # One pass of the members over val; every smoothing (and the gain) is scored on its output.
+    means = val_means(Ensemble(members, ns_view=ns_view).eval(), valset)
+    sweep = {float(s): score_finish(means, valset, float(s)) for s in dict.fromkeys(smooth_sigmas_px)}
     sigma = max(sweep, key=lambda s: sweep[s]["selection"])
     for s, entry in sweep.items():
         log(f"ensemble of {len(members)} (ns_view {ns_view}, smoothing {s:g} px) on val: "
@@ -126,8 +125,8 @@ def build_ensemble(
         gain = 1.0 / summary["model"]["tumf_ratio"]["mean"]
     ensemble = Ensemble(members, ns_view=ns_view, smooth_sigma_px=sigma, gain=gain).eval()
     if gain != 1.0:
-        scores, preds = evaluate_generator(ensemble, valset, keep_preds=N_EXAMPLE_DAYS)
-        summary = summarise(valset, scores)
+        final = score_finish(means, valset, sigma, gain)
+        summary, scores, preds = final["summary"], final["scores"], final["preds"]
         log(f"flux gain {gain:.3f} (unsigned flux ratio {sweep[sigma]['summary']['model']['tumf_ratio']['mean']:.3f}"
             f" -> {summary['model']['tumf_ratio']['mean']:.3f}): {short(summary)}")
 
