@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     # --- upstream ----------------------------------------------------------
     gong_base_url: str = Field(default="https://gong2.nso.edu", description="NSO GONG archive root")
-    http_timeout_s: float = Field(default=30.0, gt=0)
+    http_timeout_s: float = Field(default=30.0, gt=0, description="limit on one whole HTTP request (not per read)")
     http_retries: int = Field(default=4, ge=0, le=20)
     http_backoff_base_s: float = Field(default=1.0, ge=0)
     http_backoff_cap_s: float = Field(default=20.0, ge=0)

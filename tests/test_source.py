@@ -74,6 +74,12 @@ def upstream() -> Iterator[tuple[_Upstream, str]]:
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if mode == "drip":  # every read is quick, the whole body is not
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                return
             self.wfile.write(body[: len(body) // 2] if mode == "truncate" else body)
             if mode == "truncate":
                 self.close_connection = True
@@ -164,6 +170,16 @@ def test_timeout_is_retryable(upstream):
     archive, _ = _archive(base, retries=0, timeout=0.3)
     with pytest.raises(RetryableError, match="timeout"):
         archive.download(_frame(base))
+
+
+def test_a_dripping_download_is_cut_at_the_request_timeout(upstream):
+    state, base = upstream
+    state.script[FRAME] = [(200, b"d" * 200, "drip")]  # 10 s at 50 ms a byte
+    archive, _ = _archive(base, retries=0, timeout=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(RetryableError, match="still sending"):
+        archive.download(_frame(base))
+    assert time.monotonic() - t0 < 3.0
 
 
 def test_missing_day_directory_lists_nothing(upstream):

@@ -182,7 +182,7 @@ class GongArchive:
         attempt = 0
         while True:
             try:
-                return self._get_once(url)
+                return self._get_once(url, deadline)
             except RetryableError as exc:
                 attempt += 1
                 delay = self._backoff(attempt)
@@ -197,9 +197,26 @@ class GongArchive:
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _get_once(self, url: str) -> bytes:
+    def _get_once(self, url: str, deadline: float | None = None) -> bytes:
+        # httpx's timeouts bound each read, so a server dripping a byte a second would hold
+        # the tick for as long as it likes: the whole request gets http_timeout_s (or less,
+        # up to the caller's deadline), checked as the body arrives.
+        limit = time.monotonic() + self.timeout
+        if deadline is not None:
+            limit = min(limit, deadline)
         try:
-            response = self._client.get(url)
+            with self._client.stream("GET", url) as response:
+                self._check_status(response.status_code, url)
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > limit:
+                        obs.upstream_errors_total.labels(kind="timeout").inc()
+                        raise RetryableError(
+                            f"timeout: {url} still sending after {self.timeout:g} s "
+                            f"({sum(map(len, chunks))} bytes so far)"
+                        )
+                data = b"".join(chunks)
         except httpx.TimeoutException as exc:
             obs.upstream_errors_total.labels(kind="timeout").inc()
             raise RetryableError(f"timeout: {exc!r}") from exc
@@ -209,7 +226,16 @@ class GongArchive:
         except httpx.TransportError as exc:
             obs.upstream_errors_total.labels(kind="connection").inc()
             raise RetryableError(f"connection: {exc!r}") from exc
-        status = response.status_code
+        expected = response.headers.get("content-length")
+        encoded = response.headers.get("content-encoding", "identity") != "identity"
+        if expected is not None and not encoded and int(expected) != len(data):
+            obs.upstream_errors_total.labels(kind="truncated").inc()
+            raise RetryableError(f"truncated: {len(data)} of {expected} bytes from {url}")
+        return data
+
+    @staticmethod
+    def _check_status(status: int, url: str) -> None:
+        """404 -> skip; 5xx and 429 -> retry; other 4xx -> fatal (our request is wrong)."""
         if status == 404:
             obs.upstream_errors_total.labels(kind="not_found").inc()
             raise SkipError(f"404 not found: {url}")
@@ -219,11 +245,3 @@ class GongArchive:
         if status >= 400:
             obs.upstream_errors_total.labels(kind="http_4xx").inc()
             raise FatalError(f"HTTP {status} from {url}")
-        data = response.content
-        expected = response.headers.get("content-length")
-        encoded = response.headers.get("content-encoding", "identity") != "identity"
-        if expected is not None and not encoded and int(expected) != len(data):
-            obs.upstream_errors_total.labels(kind="truncated").inc()
-            raise RetryableError(f"truncated: {len(data)} of {expected} bytes from {url}")
-        return data
-
