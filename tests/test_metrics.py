@@ -15,6 +15,7 @@ from service.science.metrics import (
     flux_weights,
     geometry_of,
     ppa,
+    r_bin8_split,
     score,
     score_regions,
 )
@@ -53,6 +54,18 @@ def test_negated_map():
     assert all(v == 0.0 for v in s["ppa"].values())
     assert s["tumf_ratio"] == pytest.approx(1.0)
     assert s["netflux_ratio"] == pytest.approx(-1.0)
+
+
+def test_r_bin8_split_separates_polarity_from_magnitude():
+    t = disk_field()
+    flipped = r_bin8_split(-t, t)  # right field, every polarity wrong
+    assert flipped["signed"] == pytest.approx(-1.0) and flipped["own_sign"] == pytest.approx(-1.0)
+    assert flipped["unsigned"] == pytest.approx(1.0) and flipped["true_sign"] == pytest.approx(1.0)
+    other = disk_field(seed=1)
+    blind = r_bin8_split(np.sign(t) * np.abs(other), t)  # right polarity, wrong magnitudes
+    assert blind["own_sign"] > 0.99  # (a few 8x8 blocks mix polarities)
+    assert blind["unsigned"] < 0.5 and blind["signed"] < blind["own_sign"]
+    assert r_bin8_split(t, t)["signed"] == score(t, t, geometry=GEOM)["r_bin8"]
 
 
 def test_negated_map_ignores_zero_truth_pixels_in_ppa():

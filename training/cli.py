@@ -8,6 +8,7 @@ evaluate  score a checkpoint on val beside the baselines, write a report
 export    export a checkpoint to ONNX and check parity on val frames
 ensemble  one version from several runs (seed mean + N-S view), same chain as retrain
 card      ship a run: copy its ONNX into models/ and write the model card
+diagnose  where an ONNX model's r_bin8 is lost (magnitude vs polarity), beside persistence
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   "config": cfg.to_dict()}, scores)
     print(short(summary), file=sys.stderr)
     print(json.dumps({"report": str(Path(out) / "report.json")}))
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from training.diagnose import diagnose
+
+    print(json.dumps(diagnose(args.model, args.data_dir, args.eval_days), indent=1))
     return 0
 
 
@@ -183,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("models"))
     p.add_argument("--notes", type=Path, default=None, help="markdown appended to the card (what was tried)")
     p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser("diagnose", help="r_bin8 split into magnitude and polarity, model vs persistence")
+    _common(p, config=False)
+    p.add_argument("--model", required=True, type=Path, help="ONNX file")
+    p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
+    p.set_defaults(func=cmd_diagnose)
     return parser
 
 

@@ -227,8 +227,8 @@ def ssim_map(p: np.ndarray, t: np.ndarray, valid: np.ndarray) -> tuple[np.ndarra
     return smap, use
 
 
-def _binned_r(p: np.ndarray, t: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
-    """Pearson r of 8x8 block means over blocks lying entirely on the disk.
+def _blocks(p: np.ndarray, t: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 block means of both maps over blocks lying entirely on the disk.
 
     Trailing rows/columns that do not fill a block are dropped.
     """
@@ -237,7 +237,36 @@ def _binned_r(p: np.ndarray, t: np.ndarray, valid: np.ndarray) -> tuple[float, i
     full = valid[:h, :w].reshape(shape).all(axis=(1, 3))
     pb = p[:h, :w].reshape(shape).mean(axis=(1, 3))[full]
     tb = t[:h, :w].reshape(shape).mean(axis=(1, 3))[full]
-    return pearson(pb, tb), int(full.sum())
+    return pb, tb
+
+
+def _binned_r(p: np.ndarray, t: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
+    """Pearson r of 8x8 block means over blocks lying entirely on the disk."""
+    pb, tb = _blocks(p, t, valid)
+    return pearson(pb, tb), int(pb.size)
+
+
+def r_bin8_split(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Where ``r_bin8`` is lost: field magnitude and location, or polarity.
+
+    A diagnostic beside :func:`score`, not a score to select on: two of its values use
+    the truth. On the 8x8 block means ``p``, ``t``:
+
+    - ``signed``: ``r(p, t)``, the ``r_bin8`` of :func:`score`;
+    - ``unsigned``: ``r(|p|, |t|)``, where the field is and how strong, polarity aside;
+    - ``own_sign``: ``r(sign(p) |t|, t)``, the truth's magnitudes with the prediction's
+      signs (1 when every block's polarity is right);
+    - ``true_sign``: ``r(sign(t) |p|, t)``, the prediction's magnitudes with the truth's
+      signs: the most this prediction reaches with perfect polarity.
+    """
+    p, t, valid = _prepare(pred, truth, mask)
+    pb, tb = _blocks(p, t, valid)
+    return {
+        "signed": pearson(pb, tb),
+        "unsigned": pearson(np.abs(pb), np.abs(tb)),
+        "own_sign": pearson(np.sign(pb) * np.abs(tb), tb),
+        "true_sign": pearson(np.sign(tb) * np.abs(pb), tb),
+    }
 
 
 def flux_weights(
