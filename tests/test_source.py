@@ -164,6 +164,19 @@ def test_retries_are_capped(upstream):
     assert state.hits[FRAME] == 3 and len(slept) == 2
 
 
+def test_abort_ends_a_backoff_and_the_retries(upstream):
+    state, base = upstream
+    state.script[FRAME] = [(503, b"", "")]
+    settings = Settings(gong_base_url=base, http_retries=10, http_backoff_base_s=30.0, http_backoff_cap_s=30.0)
+    archive = GongArchive(settings)  # real waits: 15-30 s a backoff
+    _OPEN.append(archive)
+    threading.Timer(0.3, archive.abort).start()
+    t0 = time.monotonic()
+    with pytest.raises(RetryableError, match="stopped while retrying"):
+        archive.download(_frame(base))
+    assert time.monotonic() - t0 < 10.0 and state.hits[FRAME] == 1
+
+
 def test_timeout_is_retryable(upstream):
     state, base = upstream
     state.script[FRAME] = [(200, b"z", "stall")]

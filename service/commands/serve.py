@@ -108,6 +108,7 @@ def main(args: Any) -> int:
         server.run()  # returns once asked to stop (SIGTERM, Ctrl-C) or on a fatal tick
     finally:
         log.info("stopping: waiting for the running minute to finish")
+        ctx.archive.abort()  # a tick sitting out upstream retries gives up now
         stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)
         stopper.start()
         stopper.join(timeout=max(30.0, settings.http_timeout_s * 2))

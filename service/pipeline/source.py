@@ -23,6 +23,7 @@ import hashlib
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,16 +119,19 @@ class GongArchive:
     settings : Settings
         Base URL, timeouts, retry count and backoff.
     sleep : callable, optional
-        Replaced in tests to observe backoff without waiting.
+        Replaced in tests to observe backoff without waiting. By default the backoff
+        waits on an event that :meth:`abort` sets, so a stopping service does not sit
+        out a retry schedule.
     """
 
-    def __init__(self, settings: Settings, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: Settings, sleep: Callable[[float], None] | None = None) -> None:
         self.base_url = settings.gong_base_url.rstrip("/")
         self.retries = settings.http_retries
         self.backoff_base = settings.http_backoff_base_s
         self.backoff_cap = settings.http_backoff_cap_s
         self.timeout = settings.http_timeout_s
-        self._sleep = sleep
+        self._aborted = threading.Event()
+        self._sleep = sleep or self._aborted.wait
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
             follow_redirects=True,
@@ -136,6 +140,10 @@ class GongArchive:
 
     def close(self) -> None:
         self._client.close()
+
+    def abort(self) -> None:
+        """Stop retrying: a backoff in progress ends now and no further attempt is made."""
+        self._aborted.set()
 
     def __enter__(self) -> GongArchive:
         return self
@@ -187,10 +195,12 @@ class GongArchive:
                 attempt += 1
                 delay = self._backoff(attempt)
                 late = deadline is not None and time.monotonic() + delay >= deadline
-                if attempt > self.retries or late:
+                if attempt > self.retries or late or self._aborted.is_set():
                     raise RetryableError(f"{url}: gave up after {attempt} attempt(s): {exc}") from exc
                 log.info("retrying %s in %.1f s (attempt %d): %s", url, delay, attempt, exc)
                 self._sleep(delay)
+                if self._aborted.is_set():
+                    raise RetryableError(f"{url}: stopped while retrying: {exc}") from exc
 
     def _backoff(self, attempt: int) -> float:
         """Capped exponential backoff with full jitter (AWS architecture blog style)."""
