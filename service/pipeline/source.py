@@ -203,7 +203,7 @@ class GongArchive:
                     raise RetryableError(f"{url}: stopped while retrying: {exc}") from exc
 
     def _backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with full jitter (AWS architecture blog style)."""
+        """Capped exponential backoff with "equal jitter": uniform in [ceiling / 2, ceiling]."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
