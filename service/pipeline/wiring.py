@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -31,7 +30,6 @@ class Pipeline:
 
     ctx: PipelineContext
     engine: Engine
-    registry: Registry
     bundled: ModelVersion | None  # the bundled model, when this start registered it
 
     @property
@@ -42,12 +40,6 @@ class Pipeline:
         """Close the archive's HTTP client and the database pool."""
         self.ctx.archive.close()
         self.engine.dispose()
-
-    def __enter__(self) -> Pipeline:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def open_pipeline(
@@ -73,4 +65,4 @@ def open_pipeline(
         settings=settings, archive=GongArchive(settings), store=store,
         sessions=session_factory(engine), runtime=runtime,
     )
-    return Pipeline(ctx=ctx, engine=engine, registry=registry, bundled=bundled)
+    return Pipeline(ctx=ctx, engine=engine, bundled=bundled)
