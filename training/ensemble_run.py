@@ -26,6 +26,7 @@ from training.ensemble import Ensemble, finish, gaussian_kernel
 from training.evaluate import (
     ValSet,
     load_valset,
+    model_input,
     output_gauss,
     score_day,
     selection_score,
@@ -61,8 +62,7 @@ def selected_checkpoint(run_dir: str | Path) -> Path:
 @torch.no_grad()
 def val_means(ensemble: Ensemble, valset: ValSet) -> list[torch.Tensor]:
     """The ensemble's unsmoothed mean on every val day: the one expensive pass (model units)."""
-    return [ensemble.mean_of_views(torch.from_numpy(np.ascontiguousarray(day.x, dtype=np.float32))[None, None])
-            for day in valset.days]
+    return [ensemble.mean_of_views(model_input(day.x)) for day in valset.days]
 
 
 def score_finish(

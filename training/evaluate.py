@@ -145,8 +145,12 @@ def predict_gauss(
     generator: torch.nn.Module, x: np.ndarray, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """Full-frame prediction in Gauss, NaN off the disk (as ``preprocess.postprocess``)."""
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
-    return output_gauss(generator(t))
+    return output_gauss(generator(model_input(x, device)))
+
+
+def model_input(x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """A frame (H, W) in model units as the generator's float32 input (1, 1, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
 
 
 def output_gauss(y: torch.Tensor) -> np.ndarray:
