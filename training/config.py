@@ -18,6 +18,10 @@ from typing import Any
 
 from service.errors import UsageError
 
+# Decoder doublings of the generator (training/model.py): the paper's transposed
+# convolution, or nearest-neighbour x2 + 3x3 convolution.
+UPSAMPLE = ("transpose", "resize")
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -80,7 +84,7 @@ class TrainConfig:
             (self.norm in ("batch", "instance", "none"), f"norm {self.norm!r}"),
             (self.gan_loss in ("vanilla", "lsgan"), f"gan_loss {self.gan_loss!r}"),
             (self.order in ("chronological", "shuffled"), f"order {self.order!r}"),
-            (self.upsample in ("transpose", "resize"), f"upsample {self.upsample!r}"),
+            (self.upsample in UPSAMPLE, f"upsample {self.upsample!r}"),
             (self.depth >= 2 and self.ngf >= 1 and self.ndf >= 1, "depth/ngf/ndf"),
             (self.crop % (self.scale * 2**self.depth) == 0, f"crop {self.crop} not a multiple of scale * 2**depth"),
             (self.scale >= 1, f"scale {self.scale} must be >= 1"),

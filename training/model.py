@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX
+from training.config import UPSAMPLE
 
 
 def frame_coords(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -59,9 +60,6 @@ def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r} (batch, instance or none)")
-
-
-UPSAMPLE = ("transpose", "resize")
 
 
 def _up(kind: str, c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
