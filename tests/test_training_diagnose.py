@@ -28,6 +28,16 @@ def test_diagnose_splits_the_r_bin8_that_the_evaluation_reports(data_dir: Path, 
     assert set(out["lattice_g"]) == {"model", "hmi"} and set(out["lattice_g"]["hmi"]) == {"8", "16", "32", "64"}
 
 
+@pytest.mark.slow
+def test_valset_without_baseline_scores_has_the_same_maps(data_dir: Path) -> None:
+    from training.evaluate import load_valset
+
+    scored, bare = load_valset(data_dir, 1), load_valset(data_dir, 1, score_baselines=False)
+    assert bare.baseline_scores == {} and len(scored.baseline_scores["persistence"]) == 1
+    for name in ("zero", "persistence"):
+        np.testing.assert_array_equal(bare.baseline_preds[name][0], scored.baseline_preds[name][0])
+
+
 def test_lattice_fold_finds_a_grid_pattern_and_not_noise() -> None:
     from training.diagnose import LatticeFold
 

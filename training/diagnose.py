@@ -54,7 +54,7 @@ class LatticeFold:
 
 def diagnose(model: str | Path, data_dir: str | Path, eval_days: int = 0) -> dict[str, Any]:
     """Mean ``r_bin8_split`` over val days of ``model`` (ONNX) and of rotated persistence."""
-    valset = load_valset(data_dir, eval_days)
+    valset = load_valset(data_dir, eval_days, score_baselines=False)
     generator = OnnxGenerator(model)
     mask = preprocess.model_disk_mask()
     rows: dict[str, list[dict[str, float]]] = {"model": [], "persistence": []}

@@ -96,9 +96,18 @@ def truth_gauss(day: Day) -> np.ndarray:
 
 
 def load_valset(
-    data_dir: str | Path, eval_days: int = 0, splits: dict[str, list[Day]] | None = None
+    data_dir: str | Path,
+    eval_days: int = 0,
+    splits: dict[str, list[Day]] | None = None,
+    *,
+    score_baselines: bool = True,
 ) -> ValSet:
-    """Read val (``eval_days`` of them spread over the split, 0 = all) and score the baselines."""
+    """Read val (``eval_days`` of them spread over the split, 0 = all) and its baselines.
+
+    The baselines' maps are always made; ``score_baselines=False`` skips scoring them
+    (every metric on every day, minutes on the whole split) for callers that only
+    need the maps, such as ``synmag-train diagnose``.
+    """
     splits = splits or split_days(data_dir)
     val, train = splits["val"], splits["train"]
     chosen = pick_days(len(val), eval_days)
@@ -119,6 +128,8 @@ def load_valset(
         "zero": [rotation.zero_baseline(d.truth) for d in days],
         "persistence": persistence,
     }
+    if not score_baselines:
+        return vs
     vs.baseline_scores = {
         name: [score_day(pred, d) for pred, d in zip(preds, days, strict=True)]
         for name, preds in vs.baseline_preds.items()
