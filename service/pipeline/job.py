@@ -156,7 +156,7 @@ def process_minute(
 
 
 def _process(minute: datetime, ctx: PipelineContext, model: LoadedModel, frames: list[RemoteFrame] | None) -> MinuteOutcome:
-    existing = _existing_product(ctx, minute, model.version)
+    existing = existing_product(ctx, minute, model.version)
     if existing is not None:
         repaired = _repair_objects(ctx, existing, model)
         return MinuteOutcome(
@@ -194,11 +194,11 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
     download = chosen.download
     assert download is not None
     t0 = time.perf_counter()
-    raw_uri = _put(ctx.store, raw_key(chosen.remote.obs_time, chosen.remote.name), download.data,
+    raw_uri = put_object(ctx.store, raw_key(chosen.remote.obs_time, chosen.remote.name), download.data,
                    "application/fits")
     fits_key = product_key(chosen.remote.obs_time, chosen.remote.site_letter, model.version, "fits")
     png_key = product_key(chosen.remote.obs_time, chosen.remote.site_letter, model.version, "png")
-    adopted = _adopt_objects(ctx, fits_key, png_key, download.sha256, model)
+    adopted = adopt_objects(ctx, fits_key, png_key, download.sha256, model)
     timings["write"] = time.perf_counter() - t0
     if adopted is None:
         try:
@@ -209,8 +209,8 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
         timings["write"] += stage.pop("write")
         timings.update(stage)
         t0 = time.perf_counter()
-        fits_uri = _put(ctx.store, fits_key, fits_bytes, "application/fits")
-        png_uri = _put(ctx.store, png_key, png_bytes, "image/png")
+        fits_uri = put_object(ctx.store, fits_key, fits_bytes, "application/fits")
+        png_uri = put_object(ctx.store, png_key, png_bytes, "image/png")
         timings["write"] += time.perf_counter() - t0
         fits_sha, png_sha = sha256_hex(fits_bytes), sha256_hex(png_bytes)
         how = "product"
@@ -225,17 +225,17 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
         obs_minute=minute,
         site=chosen.remote.site,
         model_version=model.version,
-        preprocess_version=_preprocess_version(),
+        preprocess_version=current_preprocess_version(),
         fits_uri=fits_uri,
         png_uri=png_uri,
         fits_sha256=fits_sha,
         png_sha256=png_sha,
-        quality=_quality(chosen),
+        quality=quality_of(chosen),
         timings={k: round(v, 4) for k, v in timings.items()},
     )
     product_id = _record_frames(ctx, candidates, product=product, chosen=chosen, raw_uri=raw_uri)
     if product_id is None:  # another writer committed this key first
-        existing = _existing_product(ctx, minute, model.version)
+        existing = existing_product(ctx, minute, model.version)
         return MinuteOutcome(minute, "exists", site=chosen.remote.site, filename=chosen.remote.name,
                              product_id=existing.id if existing else None, model_version=model.version)
     obs.product_committed(chosen.remote.obs_time.timestamp())
@@ -253,9 +253,6 @@ def _minute_budget(settings: Settings) -> float:
 
 # -- candidates: download, decode, gate ------------------------------------------
 def _gather(ctx: PipelineContext, frames: list[RemoteFrame]) -> list[Candidate]:
-    from service.science.gong import read_gong
-    from service.science.quality import gate
-
     thresholds = gate_thresholds(ctx.settings)
     deadline = time.monotonic() + _minute_budget(ctx.settings)
     candidates = []
@@ -274,24 +271,38 @@ def _gather(ctx: PipelineContext, frames: list[RemoteFrame]) -> list[Candidate]:
             continue
         finally:
             candidate.timings["download"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        try:
-            candidate.frame = read_gong(candidate.download.data, filename=remote.name)
-        except FrameRejected as exc:
-            candidate.reject(exc.reason, exc.detail)
-            continue
-        finally:
-            candidate.timings["decode"] = time.perf_counter() - t0
-        if candidate.frame.site_letter != remote.site_letter:
-            candidate.reject("absurd_header", f"site {candidate.frame.site} does not match {remote.name}")
-            continue
-        t0 = time.perf_counter()
-        candidate.verdict = gate(candidate.frame, thresholds)
-        candidate.timings["gate"] = time.perf_counter() - t0
-        if not candidate.verdict.accepted:
-            for reason in candidate.verdict.reasons or ["other"]:
-                candidate.reject(reason, "quality gate")
+        decode_and_gate(candidate, thresholds)
     return candidates
+
+
+def decode_and_gate(candidate: Candidate, thresholds: Any) -> None:
+    """Decode a downloaded candidate's FITS and score it with the quality gate.
+
+    A frame that cannot be read, names another site inside than its file name does, or
+    fails the gate gets its reasons (``candidate.reject``); nothing is raised.
+    """
+    from service.science.gong import read_gong
+    from service.science.quality import gate
+
+    assert candidate.download is not None
+    remote = candidate.remote
+    t0 = time.perf_counter()
+    try:
+        candidate.frame = read_gong(candidate.download.data, filename=remote.name)
+    except FrameRejected as exc:
+        candidate.reject(exc.reason, exc.detail)
+        return
+    finally:
+        candidate.timings["decode"] = time.perf_counter() - t0
+    if candidate.frame.site_letter != remote.site_letter:
+        candidate.reject("absurd_header", f"site {candidate.frame.site} does not match {remote.name}")
+        return
+    t0 = time.perf_counter()
+    candidate.verdict = gate(candidate.frame, thresholds)
+    candidate.timings["gate"] = time.perf_counter() - t0
+    if not candidate.verdict.accepted:
+        for reason in candidate.verdict.reasons or ["other"]:
+            candidate.reject(reason, "quality gate")
 
 
 def _sum_timings(candidates: list[Candidate]) -> dict[str, float]:
@@ -302,7 +313,7 @@ def _sum_timings(candidates: list[Candidate]) -> dict[str, float]:
     return total
 
 
-def _quality(candidate: Candidate) -> dict[str, Any]:
+def quality_of(candidate: Candidate) -> dict[str, Any]:
     verdict = candidate.verdict
     keys = getattr(candidate.frame, "quality_keys", {}) or {}
     return {
@@ -313,7 +324,7 @@ def _quality(candidate: Candidate) -> dict[str, Any]:
 
 
 # -- the model -------------------------------------------------------------------
-def _preprocess_version() -> str:
+def current_preprocess_version() -> str:
     from service.science.preprocess import PREPROCESS_VERSION
 
     return PREPROCESS_VERSION
@@ -352,7 +363,7 @@ def make_product_bytes(candidate: Candidate, model: LoadedModel) -> tuple[bytes,
 
 
 # -- the store -------------------------------------------------------------------
-def _put(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
+def put_object(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
     try:
         return store.put(key, data, content_type, if_none_match=True)
     except ObjectExists:
@@ -362,7 +373,7 @@ def _put(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
         raise
 
 
-def _adopt_objects(
+def adopt_objects(
     ctx: PipelineContext, fits_key: str, png_key: str, input_sha256: str, model: LoadedModel
 ) -> tuple[str, str, str, str] | None:
     """Objects left by a run that crashed before its row: verified, they are the product.
@@ -408,7 +419,7 @@ def _fits_data(data: bytes) -> Any:
         return hdul[0].data.copy()
 
 
-def _existing_product(ctx: PipelineContext, minute: datetime, version: str) -> Product | None:
+def existing_product(ctx: PipelineContext, minute: datetime, version: str) -> Product | None:
     with session_scope(ctx.sessions) as session:
         return session.scalars(
             select(Product).where(Product.obs_minute == minute, Product.model_version == version)
@@ -508,7 +519,7 @@ def _upsert_input_frame(session: Session, candidate: Candidate, raw_uri: str | N
     if candidate.frame is not None:
         row.header_generation = getattr(candidate.frame, "generation", None)
     if candidate.verdict is not None:
-        row.quality = _quality(candidate)
+        row.quality = quality_of(candidate)
     if raw_uri is not None:
         row.raw_uri = raw_uri
     return row
