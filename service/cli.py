@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "process": ("process", "GONG frames -> products (FITS + PNG) through ONNX Runtime"),
     "models": ("models", "list registered model versions"),
     "products": ("products", "list stored products"),
+    "reprocess": ("reprocess", "add a model version's products for past minutes, from the archived frames"),
     "serve": ("serve", "run the scheduler, pipeline and HTTP API"),
     "replay": ("replay", "serve a folder of GONG frames over HTTP in the NSO layout"),
     "migrate": ("migrate", "apply database migrations"),

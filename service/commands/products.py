@@ -10,12 +10,12 @@ from typing import Any
 from service.errors import UsageError
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: str, option: str = "--since") -> datetime:
     """ISO 8601 time (``2026-11-21T12:03Z``, ``2026-11-21``); naive means UTC."""
     try:
         t = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"--since: not an ISO 8601 time: {text!r}") from None
+        raise UsageError(f"{option}: not an ISO 8601 time: {text!r}") from None
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 

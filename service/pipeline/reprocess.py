@@ -1,0 +1,160 @@
+"""Products of past minutes by another model version, made from the archived raw frames.
+
+When a version is promoted the feed goes on with it, and the minutes before keep the
+products of the version that made them. ``reprocess(ctx, start, end)`` adds, for every
+minute in ``[start, end)`` that has a product, the product of the loaded model
+(``ctx.runtime.current``) made from the same input frame: the raw FITS archived in the
+object store, checked against the sha256 recorded when it was downloaded. Nothing is
+fetched from the upstream archive, so a backfill gives the new version exactly the
+inputs the old one had.
+
+Keyed like every product, by (observation minute, model version): products already
+there, of any version, are never touched, a second run adds nothing, and an interrupted
+run goes on where it stopped. Input frames, rejections and minute states are the feed's
+record of what happened and stay as they are; only product rows and objects are added.
+The freshness gauge is left alone too: a backfilled product is not a new observation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from service.db import InputFrame, Product, session_scope
+from service.errors import FatalError, FrameRejected
+from service.pipeline.job import (
+    MinuteOutcome,
+    PipelineContext,
+    adopt_objects,
+    current_preprocess_version,
+    decode_and_gate,
+    existing_product,
+    gate_thresholds,
+    make_product_bytes,
+    put_object,
+    quality_of,
+)
+from service.pipeline.runtime import LoadedModel
+from service.pipeline.select import Candidate
+from service.pipeline.source import Download, RemoteFrame
+from service.storage import ObjectNotFound, product_key, sha256_hex
+
+
+def source_frames(ctx: PipelineContext, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """(minute, input frame id) of every minute in ``[start, end)`` with a product, oldest first.
+
+    A minute's input is that of its first product (the feed chooses one frame a minute).
+    """
+    with session_scope(ctx.sessions) as session:
+        rows = session.execute(
+            select(Product.obs_minute, Product.input_frame_id)
+            .where(Product.obs_minute >= start, Product.obs_minute < end)
+            .order_by(Product.obs_minute, Product.id)
+        ).all()
+    first: dict[datetime, int] = {}
+    for minute, frame_id in rows:
+        first.setdefault(minute, frame_id)
+    return list(first.items())
+
+
+def reprocess(
+    ctx: PipelineContext, start: datetime, end: datetime, on_outcome: Callable[[MinuteOutcome], None] | None = None
+) -> list[MinuteOutcome]:
+    """Make the loaded model's product for every minute of ``[start, end)`` that has one by another.
+
+    Returns one outcome a minute: ``product``, ``exists`` (already there), ``repaired``
+    (objects of an interrupted run adopted), ``rejected`` (the frame no longer passes the
+    quality gate or the model's output is refused) or ``failed`` (the archived input is
+    missing or damaged).
+    """
+    outcomes = []
+    for outcome in _reprocess(ctx, start.astimezone(UTC), end.astimezone(UTC)):
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes
+
+
+def _reprocess(ctx: PipelineContext, start: datetime, end: datetime) -> Iterator[MinuteOutcome]:
+    model = ctx.runtime.current
+    if model is None:
+        raise FatalError("no model loaded: nothing to reprocess with")
+    for minute, frame_id in source_frames(ctx, start, end):
+        yield reprocess_minute(ctx, minute, frame_id, model)
+
+
+def reprocess_minute(ctx: PipelineContext, minute: datetime, frame_id: int, model: LoadedModel) -> MinuteOutcome:
+    """The product of ``model`` for ``minute`` from input frame ``frame_id`` (see the module docstring)."""
+    existing = existing_product(ctx, minute, model.version)
+    if existing is not None:
+        return MinuteOutcome(minute, "exists", site=existing.site, product_id=existing.id, model_version=model.version)
+    with session_scope(ctx.sessions) as session:
+        frame = session.get(InputFrame, frame_id)
+        assert frame is not None  # products.input_frame_id is a foreign key
+        filename, sha, raw_uri = frame.filename, frame.sha256, frame.raw_uri
+    out = MinuteOutcome(minute, "failed", filename=filename, model_version=model.version)
+    t0 = time.perf_counter()
+    try:
+        raw = ctx.store.get(ctx.store.key_for(raw_uri)) if raw_uri else None
+    except ObjectNotFound:
+        raw = None
+    if raw is None or sha256_hex(raw) != sha:
+        out.detail = f"raw input {filename} is not archived intact ({'missing' if raw is None else 'sha256 differs'})"
+        return out
+    remote = RemoteFrame.from_name(filename, ctx.settings.gong_base_url)
+    assert remote is not None  # the name was parsed from a listing when it was fetched
+    candidate = Candidate(remote=remote, download=Download(remote, raw, sha, 0.0))
+    candidate.timings["download"] = time.perf_counter() - t0
+    decode_and_gate(candidate, gate_thresholds(ctx.settings))
+    if not candidate.usable:
+        out.outcome, out.detail = "rejected", f"{', '.join(candidate.reasons)} ({candidate.detail or 'refused'})"
+        return out
+    try:
+        return _make(ctx, minute, candidate, frame_id, model)
+    except FrameRejected as exc:  # refused by the forward transform or the model's output
+        out.outcome, out.detail = "rejected", f"{exc.reason} ({exc.detail})"
+        return out
+
+
+def _make(
+    ctx: PipelineContext, minute: datetime, candidate: Candidate, frame_id: int, model: LoadedModel
+) -> MinuteOutcome:
+    remote, download = candidate.remote, candidate.download
+    assert download is not None
+    fits_key = product_key(remote.obs_time, remote.site_letter, model.version, "fits")
+    png_key = product_key(remote.obs_time, remote.site_letter, model.version, "png")
+    timings = dict(candidate.timings)
+    adopted = adopt_objects(ctx, fits_key, png_key, download.sha256, model)
+    if adopted is None:
+        fits_bytes, png_bytes, stage = make_product_bytes(candidate, model)
+        timings.update(stage)
+        t0 = time.perf_counter()
+        fits_uri = put_object(ctx.store, fits_key, fits_bytes, "application/fits")
+        png_uri = put_object(ctx.store, png_key, png_bytes, "image/png")
+        timings["write"] += time.perf_counter() - t0
+        hashes = sha256_hex(fits_bytes), sha256_hex(png_bytes)
+        how = "product"
+    else:
+        fits_uri, png_uri, *hashes = adopted
+        how = "repaired"
+    product = Product(
+        input_frame_id=frame_id, obs_time=remote.obs_time, obs_minute=minute, site=remote.site,
+        model_version=model.version, preprocess_version=current_preprocess_version(),
+        fits_uri=fits_uri, png_uri=png_uri, fits_sha256=hashes[0], png_sha256=hashes[1],
+        quality=quality_of(candidate), timings={k: round(v, 4) for k, v in timings.items()},
+    )
+    try:
+        with session_scope(ctx.sessions) as session:
+            session.add(product)
+            session.flush()
+            product_id = product.id
+    except IntegrityError:  # another writer committed this key first
+        existing = existing_product(ctx, minute, model.version)
+        return MinuteOutcome(minute, "exists", site=remote.site, filename=remote.name,
+                             product_id=existing.id if existing else None, model_version=model.version)
+    return MinuteOutcome(minute, how, site=remote.site, filename=remote.name, product_id=product_id,
+                         obs_time=remote.obs_time, model_version=model.version, timings=timings)
