@@ -21,6 +21,9 @@ from service.errors import UsageError
 # Decoder doublings of the generator (training/model.py): the paper's transposed
 # convolution, or nearest-neighbour x2 + 3x3 convolution.
 UPSAMPLE = ("transpose", "resize")
+# What the generator is trained to minimise (training/train.py): pix2pix's GAN + L1, or a
+# regression on the 8x8 block means that r_bin8 scores, with no discriminator.
+OBJECTIVES = ("pix2pix", "corr")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -46,6 +49,8 @@ class TrainConfig:
     ndf: int = 64
     d_layers: int = 3  # 3 -> 70x70 receptive field
     # --- objective and optimiser ---------------------------------------------
+    objective: str = "pix2pix"  # pix2pix (the paper) | corr (1 - r of 8x8 block means + lambda_mse MSE)
+    lambda_mse: float = 10.0  # corr: weight of the MSE that ties the scale (r alone ignores it)
     gan_loss: str = "vanilla"  # vanilla (BCE with logits, the paper) | lsgan
     lambda_l1: float = 100.0
     lr: float = 2e-4
@@ -85,6 +90,9 @@ class TrainConfig:
             (self.gan_loss in ("vanilla", "lsgan"), f"gan_loss {self.gan_loss!r}"),
             (self.order in ("chronological", "shuffled"), f"order {self.order!r}"),
             (self.upsample in UPSAMPLE, f"upsample {self.upsample!r}"),
+            (self.objective in OBJECTIVES, f"objective {self.objective!r}"),
+            (self.objective != "corr" or (self.crop % 8 == 0 and 8 % self.scale == 0),
+             "corr needs crop a multiple of 8 and a working scale dividing 8"),
             (self.depth >= 2 and self.ngf >= 1 and self.ndf >= 1, "depth/ngf/ndf"),
             (self.crop % (self.scale * 2**self.depth) == 0, f"crop {self.crop} not a multiple of scale * 2**depth"),
             (self.scale >= 1, f"scale {self.scale} must be >= 1"),
