@@ -42,8 +42,8 @@ def feed(data_dir: Path, tiny_onnx: Path, tiny_onnx_factory, tmp_path: Path) -> 
         other_model = tiny_onnx_factory(version="tiny-b")
         minutes = [archive.frames_of_minute(k)[0].obs_time.replace(second=0) for k in (0, 1)]
 
-        def open(self, model: Path) -> PipelineContext:
-            pipeline = open_pipeline(self.settings.model_copy(update={"model": str(model)}))
+        def open(self, model: Path, **settings) -> PipelineContext:
+            pipeline = open_pipeline(self.settings.model_copy(update={"model": str(model), **settings}))
             opened.append(pipeline)
             return pipeline.ctx
 
@@ -104,6 +104,14 @@ def test_a_damaged_archived_input_fails_the_minute_and_keeps_the_old_product(fee
     (out,) = reprocess(ctx, feed.minutes[0], feed.minutes[0] + timedelta(minutes=1))
     assert out.outcome == "failed" and "sha256 differs" in out.detail
     assert "tiny-b" not in _rows(ctx) and ctx.store.exists(ctx.store.key_for(old.fits_uri))
+
+
+def test_a_frame_the_gate_now_refuses_is_reported_and_nothing_is_written(feed) -> None:
+    ctx = feed.open(feed.other_model, gate_min_sharpness=1e9)
+    rejections = _count(ctx, Rejection)
+    (out,) = reprocess(ctx, feed.minutes[0], feed.minutes[0] + timedelta(minutes=1))
+    assert out.outcome == "rejected" and "sharp" in out.detail
+    assert "tiny-b" not in _rows(ctx) and _count(ctx, Rejection) == rejections
 
 
 def test_the_command_backfills_and_counts(feed, monkeypatch, capsys) -> None:

@@ -18,7 +18,7 @@ The freshness gauge is left alone too: a backfilled product is not a new observa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -71,20 +71,15 @@ def reprocess(
     quality gate or the model's output is refused) or ``failed`` (the archived input is
     missing or damaged).
     """
-    outcomes = []
-    for outcome in _reprocess(ctx, start.astimezone(UTC), end.astimezone(UTC)):
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
-    return outcomes
-
-
-def _reprocess(ctx: PipelineContext, start: datetime, end: datetime) -> Iterator[MinuteOutcome]:
     model = ctx.runtime.current
     if model is None:
         raise FatalError("no model loaded: nothing to reprocess with")
-    for minute, frame_id in source_frames(ctx, start, end):
-        yield reprocess_minute(ctx, minute, frame_id, model)
+    outcomes = []
+    for minute, frame_id in source_frames(ctx, start.astimezone(UTC), end.astimezone(UTC)):
+        outcomes.append(reprocess_minute(ctx, minute, frame_id, model))
+        if on_outcome is not None:
+            on_outcome(outcomes[-1])
+    return outcomes
 
 
 def reprocess_minute(ctx: PipelineContext, minute: datetime, frame_id: int, model: LoadedModel) -> MinuteOutcome:
