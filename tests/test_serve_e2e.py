@@ -9,6 +9,7 @@ file, file store, the tiny ONNX generator as ``SYNMAG_MODEL``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -228,6 +229,7 @@ def test_bar_faulty_archive_then_kill9_and_restart(cluster, val_source):
     wait_for(lambda: expected <= db.final_minutes(), 120, f"all {MINUTES} minutes done\n{second.tail()}")
     products = db.products()
     assert second.stop() == 0, second.tail()  # SIGTERM: a clean exit
+    assert re.search(r"stopped in \d+\.\d s \(up \d+ s\)", second.tail()), second.tail()
 
     minutes = [_minute_key(p.obs_minute) for p in products]
     assert len(products) > at_kill  # new products kept coming after the restart

@@ -17,6 +17,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("synmag.serve")
@@ -107,13 +108,15 @@ def main(args: Any) -> int:
     try:
         server.run()  # returns once asked to stop (SIGTERM, Ctrl-C) or on a fatal tick
     finally:
+        stopping = time.monotonic()
         log.info("stopping: waiting for the running minute to finish")
         ctx.archive.abort()  # a tick sitting out upstream retries gives up now
         stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)
         stopper.start()
         stopper.join(timeout=max(30.0, settings.http_timeout_s * 2))
         pipeline.close()
-        log.info("stopped after %.0f s", (datetime.now(UTC) - started).total_seconds())
+        log.info("stopped in %.1f s (up %.0f s)", time.monotonic() - stopping,
+                 (datetime.now(UTC) - started).total_seconds())
     if fatal:
         raise FatalError(str(fatal[0]))
     if not server.started:
