@@ -40,9 +40,16 @@ from service.db import InputFrame, MinuteState, Product, Rejection, Run, session
 from service.errors import FatalError, FrameRejected, RetryableError, SkipError
 from service.pipeline.runtime import LoadedModel, ModelRuntime
 from service.pipeline.select import Candidate, choose
-from service.pipeline.source import GongArchive, RemoteFrame
+from service.pipeline.source import Download, GongArchive, RemoteFrame
 from service.settings import Settings
-from service.storage import ObjectExists, ObjectStore, product_key, raw_key, sha256_hex
+from service.storage import (
+    ObjectExists,
+    ObjectNotFound,
+    ObjectStore,
+    product_key,
+    raw_key,
+    sha256_hex,
+)
 
 log = logging.getLogger(__name__)
 outcome_log = logging.getLogger("synmag.minute")
@@ -195,7 +202,7 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
     assert download is not None
     t0 = time.perf_counter()
     raw_uri = put_object(ctx.store, raw_key(chosen.remote.obs_time, chosen.remote.name), download.data,
-                   "application/fits")
+                         "application/fits")
     fits_key = product_key(chosen.remote.obs_time, chosen.remote.site_letter, model.version, "fits")
     png_key = product_key(chosen.remote.obs_time, chosen.remote.site_letter, model.version, "png")
     adopted = adopt_objects(ctx, fits_key, png_key, download.sha256, model)
@@ -445,15 +452,8 @@ def _repair_objects(ctx: PipelineContext, product: Product, model: LoadedModel) 
         store.put(store.key_for(product.png_uri), png, "image/png")  # type: ignore[arg-type]
         new = {"png_sha256": sha256_hex(png)}
     else:
-        raw = store.get(store.key_for(raw_uri)) if raw_uri else None
-        if raw is None or sha256_hex(raw) != sha:
-            raise FatalError(f"product {product.id}: FITS missing and raw input {filename} not archived intact")
-        gong = read_gong(raw, filename=filename)
-        remote = RemoteFrame.from_name(filename, ctx.settings.gong_base_url)
-        assert remote is not None
-        from service.pipeline.source import Download
-
-        candidate = Candidate(remote=remote, download=Download(remote, raw, sha, 0.0), frame=gong)
+        candidate = archived_candidate(ctx, filename, sha, raw_uri)  # FatalError when not intact
+        candidate.frame = read_gong(candidate.download.data, filename=filename)  # type: ignore[union-attr]
         fits_bytes, png_bytes, _ = make_product_bytes(candidate, model)
         store.put(fits_key, fits_bytes, "application/fits")
         if product.png_uri and not store.exists(store.key_for(product.png_uri)):
@@ -466,6 +466,24 @@ def _repair_objects(ctx: PipelineContext, product: Product, model: LoadedModel) 
             setattr(row, k, v)
     log.warning("product %s: re-put missing objects %s", product.id, missing)
     return True
+
+
+def archived_candidate(ctx: PipelineContext, filename: str, sha256: str, raw_uri: str | None) -> Candidate:
+    """A candidate made of the raw frame archived at ``raw_uri`` (not yet decoded).
+
+    Raises :class:`~service.errors.FatalError` when the object is missing or its bytes
+    are not the ones recorded at download (``sha256``): a product is never made from them.
+    """
+    try:
+        raw = ctx.store.get(ctx.store.key_for(raw_uri)) if raw_uri else None
+    except ObjectNotFound:
+        raw = None
+    if raw is None or sha256_hex(raw) != sha256:
+        why = "missing" if raw is None else "sha256 differs from the one recorded at download"
+        raise FatalError(f"raw input {filename} is not archived intact ({why})")
+    remote = RemoteFrame.from_name(filename, ctx.settings.gong_base_url)
+    assert remote is not None  # the name was parsed from a listing when it was fetched
+    return Candidate(remote=remote, download=Download(remote, raw, sha256, 0.0))
 
 
 # -- the database ------------------------------------------------------------------

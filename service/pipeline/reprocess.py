@@ -30,6 +30,7 @@ from service.pipeline.job import (
     MinuteOutcome,
     PipelineContext,
     adopt_objects,
+    archived_candidate,
     current_preprocess_version,
     decode_and_gate,
     existing_product,
@@ -40,8 +41,7 @@ from service.pipeline.job import (
 )
 from service.pipeline.runtime import LoadedModel
 from service.pipeline.select import Candidate
-from service.pipeline.source import Download, RemoteFrame
-from service.storage import ObjectNotFound, product_key, sha256_hex
+from service.storage import product_key, sha256_hex
 
 
 def source_frames(ctx: PipelineContext, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
@@ -94,15 +94,10 @@ def reprocess_minute(ctx: PipelineContext, minute: datetime, frame_id: int, mode
     out = MinuteOutcome(minute, "failed", filename=filename, model_version=model.version)
     t0 = time.perf_counter()
     try:
-        raw = ctx.store.get(ctx.store.key_for(raw_uri)) if raw_uri else None
-    except ObjectNotFound:
-        raw = None
-    if raw is None or sha256_hex(raw) != sha:
-        out.detail = f"raw input {filename} is not archived intact ({'missing' if raw is None else 'sha256 differs'})"
+        candidate = archived_candidate(ctx, filename, sha, raw_uri)
+    except FatalError as exc:
+        out.detail = str(exc)
         return out
-    remote = RemoteFrame.from_name(filename, ctx.settings.gong_base_url)
-    assert remote is not None  # the name was parsed from a listing when it was fetched
-    candidate = Candidate(remote=remote, download=Download(remote, raw, sha, 0.0))
     candidate.timings["download"] = time.perf_counter() - t0
     decode_and_gate(candidate, gate_thresholds(ctx.settings))
     if not candidate.usable:
