@@ -117,6 +117,18 @@ def test_a_row_whose_object_vanished_gets_it_back(world):
     assert header["MODELVER"] == "tiny-test"
 
 
+def test_a_vanished_product_without_its_archived_input_fails_with_the_reason(world):
+    w = world()
+    process_minute(w.minute(), w.ctx)
+    p = _product(w)
+    with session_scope(w.ctx.sessions) as s:
+        raw_uri = s.get(InputFrame, p.input_frame_id).raw_uri
+    for uri in (p.fits_uri, raw_uri):
+        Path(uri.removeprefix("file://")).unlink()
+    out = process_minute(w.minute(), w.ctx)
+    assert out.outcome == "failed" and "is not archived intact (missing)" in out.detail
+
+
 def test_frames_truncated_at_the_source_are_rejected_with_a_reason(world):
     w = world(Faults(short_file_every=1))
     out = process_minute(w.minute(), w.ctx)
