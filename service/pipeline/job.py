@@ -201,45 +201,17 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
     download = chosen.download
     assert download is not None
     t0 = time.perf_counter()
-    raw_uri = put_object(ctx.store, raw_key(chosen.remote.obs_time, chosen.remote.name), download.data,
-                         "application/fits")
-    fits_key = product_key(chosen.remote.obs_time, chosen.remote.site_letter, model.version, "fits")
-    png_key = product_key(chosen.remote.obs_time, chosen.remote.site_letter, model.version, "png")
-    adopted = adopt_objects(ctx, fits_key, png_key, download.sha256, model)
+    raw_uri = _put(ctx.store, raw_key(chosen.remote.obs_time, chosen.remote.name), download.data,
+                   "application/fits")
     timings["write"] = time.perf_counter() - t0
-    if adopted is None:
-        try:
-            fits_bytes, png_bytes, stage = make_product_bytes(chosen, model)
-        except FrameRejected as exc:  # refused by the forward transform or the model's output
-            chosen.reject(exc.reason, exc.detail)
-            return _process_rest(minute, ctx, model, candidates)
-        timings["write"] += stage.pop("write")
-        timings.update(stage)
-        t0 = time.perf_counter()
-        fits_uri = put_object(ctx.store, fits_key, fits_bytes, "application/fits")
-        png_uri = put_object(ctx.store, png_key, png_bytes, "image/png")
-        timings["write"] += time.perf_counter() - t0
-        fits_sha, png_sha = sha256_hex(fits_bytes), sha256_hex(png_bytes)
-        how = "product"
-    else:
-        fits_uri, png_uri, fits_sha, png_sha = adopted
-        how = "repaired"
+    try:
+        product, how = store_product(ctx, minute, chosen, model, timings)
+    except FrameRejected as exc:  # refused by the forward transform or the model's output
+        chosen.reject(exc.reason, exc.detail)
+        return _process_rest(minute, ctx, model, candidates)
     for stage_name, seconds in timings.items():
         obs.observe_stage(stage_name, seconds)
 
-    product = Product(
-        obs_time=chosen.remote.obs_time,
-        obs_minute=minute,
-        site=chosen.remote.site,
-        model_version=model.version,
-        preprocess_version=current_preprocess_version(),
-        fits_uri=fits_uri,
-        png_uri=png_uri,
-        fits_sha256=fits_sha,
-        png_sha256=png_sha,
-        quality=quality_of(chosen),
-        timings={k: round(v, 4) for k, v in timings.items()},
-    )
     product_id = _record_frames(ctx, candidates, product=product, chosen=chosen, raw_uri=raw_uri)
     if product_id is None:  # another writer committed this key first
         existing = existing_product(ctx, minute, model.version)
@@ -256,6 +228,53 @@ def _process_rest(minute: datetime, ctx: PipelineContext, model: LoadedModel, ca
 def _minute_budget(settings: Settings) -> float:
     """Seconds a minute may spend on the network before it is left for a later tick."""
     return max(60.0, 4 * settings.http_timeout_s)
+
+
+def store_product(
+    ctx: PipelineContext, minute: datetime, candidate: Candidate, model: LoadedModel, timings: dict[str, float]
+) -> tuple[Product, str]:
+    """The objects of ``candidate``'s product by ``model`` in the store, and its row (not yet added).
+
+    The FITS and PNG are made and put (conditional puts, never overwriting), or, when an
+    interrupted run left them, verified and adopted. Returns the row, without its
+    ``input_frame_id``, and ``"product"`` or ``"repaired"``. ``timings`` gains the
+    preprocess and inference stages, and the time spent writing is added to its
+    ``"write"``. Raises :class:`~service.errors.FrameRejected` like :func:`make_product_bytes`.
+    """
+    remote, download = candidate.remote, candidate.download
+    assert download is not None
+    t0 = time.perf_counter()
+    fits_key = product_key(remote.obs_time, remote.site_letter, model.version, "fits")
+    png_key = product_key(remote.obs_time, remote.site_letter, model.version, "png")
+    adopted = _adopt_objects(ctx, fits_key, png_key, download.sha256, model)
+    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+    if adopted is None:
+        fits_bytes, png_bytes, stage = make_product_bytes(candidate, model)
+        timings["write"] += stage.pop("write")
+        timings.update(stage)
+        t0 = time.perf_counter()
+        fits_uri = _put(ctx.store, fits_key, fits_bytes, "application/fits")
+        png_uri = _put(ctx.store, png_key, png_bytes, "image/png")
+        timings["write"] += time.perf_counter() - t0
+        fits_sha, png_sha = sha256_hex(fits_bytes), sha256_hex(png_bytes)
+        how = "product"
+    else:
+        fits_uri, png_uri, fits_sha, png_sha = adopted
+        how = "repaired"
+    product = Product(
+        obs_time=remote.obs_time,
+        obs_minute=minute,
+        site=remote.site,
+        model_version=model.version,
+        preprocess_version=_preprocess_version(),
+        fits_uri=fits_uri,
+        png_uri=png_uri,
+        fits_sha256=fits_sha,
+        png_sha256=png_sha,
+        quality=_quality(candidate),
+        timings={k: round(v, 4) for k, v in timings.items()},
+    )
+    return product, how
 
 
 # -- candidates: download, decode, gate ------------------------------------------
@@ -320,7 +339,7 @@ def _sum_timings(candidates: list[Candidate]) -> dict[str, float]:
     return total
 
 
-def quality_of(candidate: Candidate) -> dict[str, Any]:
+def _quality(candidate: Candidate) -> dict[str, Any]:
     verdict = candidate.verdict
     keys = getattr(candidate.frame, "quality_keys", {}) or {}
     return {
@@ -331,7 +350,7 @@ def quality_of(candidate: Candidate) -> dict[str, Any]:
 
 
 # -- the model -------------------------------------------------------------------
-def current_preprocess_version() -> str:
+def _preprocess_version() -> str:
     from service.science.preprocess import PREPROCESS_VERSION
 
     return PREPROCESS_VERSION
@@ -370,7 +389,7 @@ def make_product_bytes(candidate: Candidate, model: LoadedModel) -> tuple[bytes,
 
 
 # -- the store -------------------------------------------------------------------
-def put_object(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
+def _put(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
     try:
         return store.put(key, data, content_type, if_none_match=True)
     except ObjectExists:
@@ -380,7 +399,7 @@ def put_object(store: ObjectStore, key: str, data: bytes, content_type: str) -> 
         raise
 
 
-def adopt_objects(
+def _adopt_objects(
     ctx: PipelineContext, fits_key: str, png_key: str, input_sha256: str, model: LoadedModel
 ) -> tuple[str, str, str, str] | None:
     """Objects left by a run that crashed before its row: verified, they are the product.
@@ -537,7 +556,7 @@ def _upsert_input_frame(session: Session, candidate: Candidate, raw_uri: str | N
     if candidate.frame is not None:
         row.header_generation = getattr(candidate.frame, "generation", None)
     if candidate.verdict is not None:
-        row.quality = quality_of(candidate)
+        row.quality = _quality(candidate)
     if raw_uri is not None:
         row.raw_uri = raw_uri
     return row

@@ -29,19 +29,14 @@ from service.errors import FatalError, FrameRejected
 from service.pipeline.job import (
     MinuteOutcome,
     PipelineContext,
-    adopt_objects,
     archived_candidate,
-    current_preprocess_version,
     decode_and_gate,
     existing_product,
     gate_thresholds,
-    make_product_bytes,
-    put_object,
-    quality_of,
+    store_product,
 )
 from service.pipeline.runtime import LoadedModel
 from service.pipeline.select import Candidate
-from service.storage import product_key, sha256_hex
 
 
 def source_frames(ctx: PipelineContext, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
@@ -113,30 +108,10 @@ def reprocess_minute(ctx: PipelineContext, minute: datetime, frame_id: int, mode
 def _make(
     ctx: PipelineContext, minute: datetime, candidate: Candidate, frame_id: int, model: LoadedModel
 ) -> MinuteOutcome:
-    remote, download = candidate.remote, candidate.download
-    assert download is not None
-    fits_key = product_key(remote.obs_time, remote.site_letter, model.version, "fits")
-    png_key = product_key(remote.obs_time, remote.site_letter, model.version, "png")
+    remote = candidate.remote
     timings = dict(candidate.timings)
-    adopted = adopt_objects(ctx, fits_key, png_key, download.sha256, model)
-    if adopted is None:
-        fits_bytes, png_bytes, stage = make_product_bytes(candidate, model)
-        timings.update(stage)
-        t0 = time.perf_counter()
-        fits_uri = put_object(ctx.store, fits_key, fits_bytes, "application/fits")
-        png_uri = put_object(ctx.store, png_key, png_bytes, "image/png")
-        timings["write"] += time.perf_counter() - t0
-        hashes = sha256_hex(fits_bytes), sha256_hex(png_bytes)
-        how = "product"
-    else:
-        fits_uri, png_uri, *hashes = adopted
-        how = "repaired"
-    product = Product(
-        input_frame_id=frame_id, obs_time=remote.obs_time, obs_minute=minute, site=remote.site,
-        model_version=model.version, preprocess_version=current_preprocess_version(),
-        fits_uri=fits_uri, png_uri=png_uri, fits_sha256=hashes[0], png_sha256=hashes[1],
-        quality=quality_of(candidate), timings={k: round(v, 4) for k, v in timings.items()},
-    )
+    product, how = store_product(ctx, minute, candidate, model, timings)
+    product.input_frame_id = frame_id
     try:
         with session_scope(ctx.sessions) as session:
             session.add(product)
