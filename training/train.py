@@ -141,11 +141,15 @@ def make_step(
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.bf16) else nullcontext()
 
+    def working_scale(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        """Block means at the generator's working scale (None stays None): G, D and the losses see those."""
+        if cfg.scale == 1:
+            return tensors
+        return tuple(None if t is None else F.avg_pool2d(t, cfg.scale) for t in tensors)
+
     def corr_step(x: torch.Tensor, y: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        blocks = block_disk(coords)
-        if cfg.scale > 1:
-            x, y = F.avg_pool2d(x, cfg.scale), F.avg_pool2d(y, cfg.scale)
-            coords = F.avg_pool2d(coords, cfg.scale)
+        blocks = block_disk(coords)  # from the frame's pixels, before pooling
+        x, y, coords = working_scale(x, y, coords)
         with autocast():
             fake = g_fwd(x, coords, cfg.scale > 1)
         loss_r = (1.0 - block_r(fake, y, blocks, cfg.scale)).mean()
@@ -157,10 +161,7 @@ def make_step(
         return torch.stack([0.0 * one, loss_r.detach(), loss_mse.detach(), one])
 
     def step(x: torch.Tensor, y: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
-        if cfg.scale > 1:
-            # The generator's working scale: D, L1 and G all see block means.
-            x, y = F.avg_pool2d(x, cfg.scale), F.avg_pool2d(y, cfg.scale)
-            coords = F.avg_pool2d(coords, cfg.scale) if coords is not None else None
+        x, y, coords = working_scale(x, y, coords)
         with autocast():
             fake = g_fwd(x, coords, cfg.scale > 1)
 
