@@ -26,6 +26,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 pytest_plugins = [
     "tests.frames",  # GONG-format frames (synthetic and from real data)
     "tests.models",  # small untrained ONNX generators for exercising the path
+    "tests.pipeline_world",  # an in-process feed: replay archive, SQLite, file store, tiny model
     "tests.servers.postgres",
     "tests.servers.seaweedfs",
     "tests.servers.prometheus",

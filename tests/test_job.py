@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from astropy.io import fits
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from service.db import (
     InputFrame,
@@ -18,54 +16,11 @@ from service.db import (
     Rejection,
     session_scope,
 )
-from service.pipeline.job import PipelineContext, process_minute
-from service.pipeline.replay import Faults, ReplayArchive, serve_in_thread
-from service.pipeline.wiring import open_pipeline
-from service.settings import Settings
+from service.pipeline.job import process_minute
+from service.pipeline.replay import Faults
+from tests.pipeline_world import World
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class World:
-    ctx: PipelineContext
-    archive: ReplayArchive
-    settings: Settings
-
-    def minute(self, k: int = 0):
-        return self.archive.frames_of_minute(k)[0].obs_time.replace(second=0)
-
-    def count(self, model) -> int:
-        with session_scope(self.ctx.sessions) as s:
-            return s.scalar(select(func.count()).select_from(model))
-
-
-@pytest.fixture
-def world(data_dir: Path, tiny_onnx: Path, tmp_path: Path) -> Iterator:
-    folder = tmp_path / "val"
-    folder.mkdir()
-    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:2]:
-        (folder / halpha.name).symlink_to(halpha)
-    made = []
-
-    def make(faults: Faults | None = None, model: bool = True) -> World:
-        archive = ReplayArchive(folder, cadence_s=60, rewind_minutes=5, backlog=2, sites="BL", faults=faults)
-        server, url = serve_in_thread(archive)
-        settings = Settings(
-            database_url=f"sqlite:///{tmp_path}/db.sqlite", store_url=f"file://{tmp_path}/store",
-            gong_base_url=url, model=str(tiny_onnx) if model else None,
-            model_cache_dir=tmp_path / "cache", bundled_model_dir=tmp_path / "no-models",
-            http_backoff_base_s=0.05, http_backoff_cap_s=0.1,
-        )
-        pipeline = open_pipeline(settings)
-        made.append((server, pipeline))
-        return World(pipeline.ctx, archive, settings)
-
-    yield make
-    for server, pipeline in made:
-        server.shutdown()
-        server.server_close()
-        pipeline.close()
 
 
 def _product(w: World) -> Product:

@@ -3,58 +3,50 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from astropy.io import fits
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.cli import main as synmag
 from service.db import InputFrame, Product, Rejection, session_scope
 from service.pipeline.job import PipelineContext, process_minute
-from service.pipeline.replay import ReplayArchive, serve_in_thread
 from service.pipeline.reprocess import reprocess
-from service.pipeline.wiring import open_pipeline
 from service.settings import Settings
+from tests.pipeline_world import World
 
 pytestmark = pytest.mark.slow
 
 
+@dataclass
+class Feed:
+    """Two minutes made by model ``tiny-test``; ``open(model, **settings)`` is another pipeline on its stores."""
+
+    first: World
+    other_model: Path
+    make: Callable[..., World]
+
+    @property
+    def minutes(self) -> list:
+        return [self.first.minute(k) for k in (0, 1)]
+
+    @property
+    def settings(self) -> Settings:
+        return self.first.settings
+
+    def open(self, model: Path, **settings) -> PipelineContext:
+        return self.make(model=model, **settings).ctx
+
+
 @pytest.fixture
-def feed(data_dir: Path, tiny_onnx: Path, tiny_onnx_factory, tmp_path: Path) -> Iterator:
-    """Two minutes made by model ``tiny-test``; ``feed.open(model)`` gives another pipeline on the same stores."""
-    folder = tmp_path / "val"
-    folder.mkdir()
-    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:2]:
-        (folder / halpha.name).symlink_to(halpha)
-    archive = ReplayArchive(folder, cadence_s=60, rewind_minutes=5, backlog=2, sites="BL")
-    server, url = serve_in_thread(archive)
-    opened = []
-
-    class Feed:
-        settings = Settings(
-            database_url=f"sqlite:///{tmp_path}/db.sqlite", store_url=f"file://{tmp_path}/store",
-            gong_base_url=url, model=str(tiny_onnx), model_cache_dir=tmp_path / "cache",
-            bundled_model_dir=tmp_path / "no-models",
-        )
-        other_model = tiny_onnx_factory(version="tiny-b")
-        minutes = [archive.frames_of_minute(k)[0].obs_time.replace(second=0) for k in (0, 1)]
-
-        def open(self, model: Path, **settings) -> PipelineContext:
-            pipeline = open_pipeline(self.settings.model_copy(update={"model": str(model), **settings}))
-            opened.append(pipeline)
-            return pipeline.ctx
-
-    f = Feed()
-    first = f.open(tiny_onnx)
-    assert [process_minute(m, first).outcome for m in f.minutes] == ["product", "product"]
-    yield f
-    server.shutdown()
-    server.server_close()
-    for pipeline in opened:
-        pipeline.close()
+def feed(world, tiny_onnx_factory) -> Feed:
+    f = Feed(world(), tiny_onnx_factory(version="tiny-b"), world)
+    assert [process_minute(m, f.first.ctx).outcome for m in f.minutes] == ["product", "product"]
+    return f
 
 
 def _rows(ctx: PipelineContext) -> dict[str, list[Product]]:
@@ -66,15 +58,10 @@ def _rows(ctx: PipelineContext) -> dict[str, list[Product]]:
     return out
 
 
-def _count(ctx: PipelineContext, model) -> int:
-    with session_scope(ctx.sessions) as s:
-        return s.scalar(select(func.count()).select_from(model))
-
-
 def test_each_minute_gets_the_new_version_from_the_same_input(feed) -> None:
     ctx = feed.open(feed.other_model)
     before = _rows(ctx)["tiny-test"]
-    frames, rejections = _count(ctx, InputFrame), _count(ctx, Rejection)
+    frames, rejections = feed.first.count(InputFrame), feed.first.count(Rejection)
     outcomes = reprocess(ctx, feed.minutes[0], feed.minutes[1] + timedelta(minutes=1))
     assert [o.outcome for o in outcomes] == ["product", "product"]
     rows = _rows(ctx)
@@ -85,14 +72,14 @@ def test_each_minute_gets_the_new_version_from_the_same_input(feed) -> None:
     with session_scope(ctx.sessions) as s:
         sha = s.get(InputFrame, before[0].input_frame_id).sha256
     assert header["MODELVER"] == "tiny-b" and header["INSHA256"] == sha
-    assert (_count(ctx, InputFrame), _count(ctx, Rejection)) == (frames, rejections)
+    assert (feed.first.count(InputFrame), feed.first.count(Rejection)) == (frames, rejections)
 
 
 def test_a_second_run_adds_nothing(feed) -> None:
     ctx = feed.open(feed.other_model)
     reprocess(ctx, feed.minutes[0], feed.minutes[1] + timedelta(minutes=1))
     again = reprocess(ctx, feed.minutes[0], feed.minutes[1] + timedelta(minutes=1))
-    assert [o.outcome for o in again] == ["exists", "exists"] and _count(ctx, Product) == 4
+    assert [o.outcome for o in again] == ["exists", "exists"] and feed.first.count(Product) == 4
 
 
 def test_a_damaged_archived_input_fails_the_minute_and_keeps_the_old_product(feed) -> None:
@@ -108,10 +95,10 @@ def test_a_damaged_archived_input_fails_the_minute_and_keeps_the_old_product(fee
 
 def test_a_frame_the_gate_now_refuses_is_reported_and_nothing_is_written(feed) -> None:
     ctx = feed.open(feed.other_model, gate_min_sharpness=1e9)
-    rejections = _count(ctx, Rejection)
+    rejections = feed.first.count(Rejection)
     (out,) = reprocess(ctx, feed.minutes[0], feed.minutes[0] + timedelta(minutes=1))
     assert out.outcome == "rejected" and "sharp" in out.detail
-    assert "tiny-b" not in _rows(ctx) and _count(ctx, Rejection) == rejections
+    assert "tiny-b" not in _rows(ctx) and feed.first.count(Rejection) == rejections
 
 
 def test_the_command_backfills_and_counts(feed, monkeypatch, capsys) -> None:
