@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from service.errors import UsageError
-from training.config import CONFIG_DIR, TrainConfig, load_config
+from training.cli import _config, build_parser
+from training.config import CONFIG_DIR, TrainConfig, load_config, parse_setting
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
@@ -36,6 +37,38 @@ def test_unknown_key_is_refused(tmp_path: Path) -> None:
     path.write_text('name = "typo"\nlearning_rate = 0.1\n')
     with pytest.raises(UsageError, match="learning_rate"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ngf=32", ("ngf", 32)),
+    ("lr = 1e-4", ("lr", 1e-4)),
+    ("compile=false", ("compile", False)),
+    ("order=shuffled", ("order", "shuffled")),
+    ('name="gpu-b"', ("name", "gpu-b")),
+    ("betas=[0.5, 0.99]", ("betas", [0.5, 0.99])),
+])
+def test_set_values_are_read_as_toml(text: str, expected: tuple) -> None:
+    assert parse_setting(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ngf", "=3", "two words=1"])
+def test_set_without_a_key_is_refused(text: str) -> None:
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_setting(text)
+
+
+def test_cli_set_overrides_the_file(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--config", "paper",
+                                      "--set", "ngf=32", "--set", "order=shuffled", "--seed", "3"])
+    cfg = _config(args)
+    assert (cfg.ngf, cfg.order, cfg.seed, cfg.depth) == (32, "shuffled", 3, 8)
+
+
+def test_cli_set_of_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--config", "paper",
+                                      "--set", "learning_rate=1"])
+    with pytest.raises(UsageError, match="learning_rate"):
+        _config(args)
 
 
 def test_invalid_values_are_refused() -> None:

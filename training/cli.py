@@ -30,15 +30,18 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
         p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--name", default=None, help="run name (default: the config's)")
+        p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config key (TOML value; repeatable), e.g. --set ngf=32")
 
 
 def _config(args: argparse.Namespace):
-    from training.config import load_config
+    from training.config import load_config, parse_setting
 
     if not args.data_dir.is_dir():
         raise UsageError(f"--data-dir {args.data_dir} is not a folder")
     return load_config(
         args.config,
+        **dict(parse_setting(s) for s in args.settings),
         data_dir=str(args.data_dir),
         out_dir=args.out_dir,
         max_steps=args.max_steps,

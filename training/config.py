@@ -160,6 +160,23 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (the CLI's ``--set``) -> ``(key, value)``; VALUE is read as TOML.
+
+    ``ngf=32`` gives an int, ``order=shuffled`` a string (a bare word that is not a TOML
+    value is taken as a string), ``betas=[0.5, 0.99]`` a list. Whether the key exists
+    is checked with the rest of the config.
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise UsageError(f"--set takes KEY=VALUE, got {text!r}")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a TOML config; a bare name (``smoke``) means ``training/configs/smoke.toml``.
 
