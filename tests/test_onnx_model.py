@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from service.errors import ModelIncompatible
+from service.inference import onnx_model
 from service.inference.onnx_model import OnnxGenerator, file_sha256
 from service.science.preprocess import PREPROCESS_VERSION
 
@@ -55,6 +56,49 @@ def test_refuses_model_without_metadata(tiny_onnx: Path, tmp_path: Path) -> None
 def test_refuses_when_gpu_required_but_absent(tiny_onnx: Path) -> None:
     with pytest.raises(ModelIncompatible, match="GPU provider is required"):
         OnnxGenerator(tiny_onnx, require_gpu=True)
+
+
+@pytest.fixture
+def preloads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Calls of onnxruntime.preload_dlls, counted (the once-per-process cache cleared)."""
+    import onnxruntime
+
+    calls: list[int] = []
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: calls.append(1), raising=False)
+    onnx_model.preload_gpu_libraries.cache_clear()
+    yield calls
+    onnx_model.preload_gpu_libraries.cache_clear()
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")  # no CUDA here: ORT falls back
+def test_gpu_providers_preload_cuda_libraries_once(tiny_onnx: Path, preloads: list[int]) -> None:
+    for _ in range(2):
+        OnnxGenerator(tiny_onnx, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert preloads == [1]
+
+
+def test_cpu_provider_preloads_nothing(tiny_onnx: Path, preloads: list[int]) -> None:
+    OnnxGenerator(tiny_onnx)
+    assert preloads == []
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")  # no CUDA here: ORT falls back
+def test_a_failed_preload_still_loads_the_model(
+    tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnxruntime
+
+    def broken() -> None:
+        raise OSError("libcudart.so.13: cannot open shared object file")
+
+    monkeypatch.setattr(onnxruntime, "preload_dlls", broken, raising=False)
+    onnx_model.preload_gpu_libraries.cache_clear()
+    try:
+        model = OnnxGenerator(tiny_onnx, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    finally:
+        onnx_model.preload_gpu_libraries.cache_clear()
+    assert model.active_providers == ["CPUExecutionProvider"]
+    assert "preload_dlls failed" in caplog.text
 
 
 def test_refuses_missing_or_garbage_file(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from what it learned, and its outputs silently wrong.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,8 @@ REQUIRED_METADATA = ("preprocess_version", "units", "gauss_scale")
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 SIZE_MULTIPLE = 256  # H and W must be multiples of this (generator depth 8)
 
+log = logging.getLogger(__name__)
+
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file, hex."""
@@ -44,6 +48,27 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover (not Linux)
         return max(1, os.cpu_count() or 1)
+
+
+@functools.cache
+def preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from the ``nvidia-*`` wheels before a GPU session is made.
+
+    The ``gpu`` extra installs onnxruntime-gpu with CUDA and cuDNN as pip wheels; the
+    CUDA provider finds them only once ``onnxruntime.preload_dlls()`` has loaded them
+    (or through LD_LIBRARY_PATH). A CPU build has nothing to load and returns at once.
+    Once per process. A failure is logged, not raised: the provider check that follows
+    the session's creation says what became of the GPU.
+    """
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:  # onnxruntime before 1.21
+        return
+    try:
+        preload()
+    except Exception as exc:  # a broken or partial CUDA install
+        log.warning("onnxruntime.preload_dlls failed (%s): the GPU provider may not load", exc)
 
 
 class OnnxGenerator:
@@ -80,6 +105,8 @@ class OnnxGenerator:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelIncompatible(f"model file not found: {self.path}")
+        if any(p in GPU_PROVIDERS for p in providers):
+            preload_gpu_libraries()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
