@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,41 @@ def test_stage_unpacks_parts_and_counts_files(device, data_dir: Path, tmp_path: 
     result = device("stage", str(part))
     assert result.returncode == 0, result.stderr
     assert "train 6 of 788, val 4 of 260 files" in result.stdout
+
+
+def tiny_wheel(dest: Path) -> Path:
+    """A valid pure-Python wheel of one module, ``synmag_probe``."""
+    path = dest / "synmag_probe-1.0-py3-none-any.whl"
+    info = "synmag_probe-1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr("synmag_probe.py", "VALUE = 42\n" + "# padding\n" * 2000)
+        whl.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: synmag-probe\nVersion: 1.0\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_a_wheel_staged_in_pieces_is_joined_and_installed(device, tmp_path: Path) -> None:
+    data = tiny_wheel(tmp_path).read_bytes()
+    half = len(data) // 2
+    pieces = [tmp_path / f"synmag_probe-1.0-py3-none-any.whl.part-0{i}" for i in (0, 1)]
+    pieces[0].write_bytes(data[:half])
+    pieces[1].write_bytes(data[half:])
+    assert device("stage", *map(str, pieces)).returncode == 0
+    result = device("setup")
+    assert result.returncode == 0, result.stderr
+    assert "installed synmag_probe-1.0-py3-none-any.whl from 2 pieces" in result.stdout
+    assert "VALUE = 42" in (device.home / "site" / "synmag_probe.py").read_text()
+
+
+def test_a_wheel_missing_a_piece_is_refused(device, tmp_path: Path) -> None:
+    data = tiny_wheel(tmp_path).read_bytes()
+    piece = tmp_path / "synmag_probe-1.0-py3-none-any.whl.part-00"
+    piece.write_bytes(data[: len(data) // 2])
+    assert device("stage", str(piece)).returncode == 0
+    result = device("setup")
+    assert result.returncode == 2 and "is damaged: stage its parts again" in result.stderr
+    assert not (device.home / "site" / "synmag_probe.py").exists()
 
 
 def test_setup_checks_the_chain_imports(device) -> None:

@@ -3,7 +3,9 @@
 #
 #   training/device/session.sh setup             wheels carried in .whl/ -> site; GPU, torch,
 #                                                onnxruntime providers, the chain's imports
-#   training/device/session.sh stage PART...     unpack data parts; counts files (train 788, val 260)
+#   training/device/session.sh stage PART...     unpack data parts; counts files (train 788, val 260);
+#                                                pieces of a large wheel (NAME.whl.part-NN, kit.sh
+#                                                --ort-gpu) are kept for the next setup
 #   training/device/session.sh launch NAME CONFIG [RETRAIN ARGS...]
 #                                                `synmag-train retrain` in the background, in its
 #                                                own session, so it outlives the call
@@ -44,6 +46,15 @@ PART_MIB=15
 die() { echo "session.sh: $*" >&2; exit 2; }
 
 setup() {
+  local whl
+  # A wheel too large for one call came in pieces: join them, and check the zip whole.
+  for whl in $(find "$home/pieces" -name '*.whl.part-*' 2>/dev/null | sed 's/\.part-[0-9]*$//' | sort -u); do
+    cat "$whl".part-* >"$whl"
+    "$py" -m zipfile -t "$whl" >/dev/null || die "setup: $(basename "$whl") is damaged: stage its parts again"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$whl"
+    echo "installed $(basename "$whl") from $(ls "$whl".part-* | wc -l) pieces"
+    rm -f "$whl" "$whl".part-*
+  done
   if compgen -G "$wheels/*.whl" >/dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "$site" "$wheels"/*.whl
@@ -72,8 +83,13 @@ EOF
 
 stage() {
   (($#)) || die "stage: name the parts"
-  mkdir -p "$data"
-  for part in "$@"; do tar -xf "$part" -C "$data"; done
+  mkdir -p "$data" "$home/pieces"
+  for part in "$@"; do
+    case $part in
+      *.whl.part-*) cp "$part" "$home/pieces/" ;;
+      *) tar -xf "$part" -C "$data" ;;
+    esac
+  done
   echo "train $(find "$data/train" -name '*.webp' 2>/dev/null | wc -l) of 788," \
        "val $(find "$data/val" -name '*.webp' 2>/dev/null | wc -l) of 260 files"
 }
