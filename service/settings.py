@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         default=VAR_DIR / "models", description="Where registry versions are downloaded to run"
     )
+    trt_cache_dir: Path = Field(
+        default=VAR_DIR / "trt-cache",
+        description="TensorRT engine and timing caches (with the tensorrt provider): a restart reuses the engine",
+    )
 
     # --- scheduling --------------------------------------------------------
     tick_seconds: int = Field(default=60, ge=1, description="Scheduler period")

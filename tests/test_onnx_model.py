@@ -9,7 +9,7 @@ import pytest
 
 from service.errors import ModelIncompatible
 from service.inference import onnx_model
-from service.inference.onnx_model import OnnxGenerator, file_sha256
+from service.inference.onnx_model import OnnxGenerator, file_sha256, provider_list
 from service.science.preprocess import PREPROCESS_VERSION
 
 
@@ -99,6 +99,30 @@ def test_a_failed_preload_still_loads_the_model(
         onnx_model.preload_gpu_libraries.cache_clear()
     assert model.active_providers == ["CPUExecutionProvider"]
     assert "preload_dlls failed" in caplog.text
+
+
+def test_tensorrt_gets_engine_and_timing_caches(tmp_path: Path) -> None:
+    trt, cuda, cpu = provider_list(
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], tmp_path / "trt"
+    )
+    name, options = trt
+    assert name == "TensorrtExecutionProvider" and (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert options["trt_engine_cache_enable"] == "True" and options["trt_timing_cache_enable"] == "True"
+    assert options["trt_engine_cache_path"] == options["trt_timing_cache_path"] == str(tmp_path / "trt")
+    assert (tmp_path / "trt").is_dir()
+
+
+def test_without_a_cache_folder_providers_stay_names() -> None:
+    names = ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert provider_list(names) == names
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")  # no TensorRT here: ORT falls back
+def test_a_model_asked_for_tensorrt_passes_the_cache(tiny_onnx: Path, tmp_path: Path) -> None:
+    model = OnnxGenerator(tiny_onnx, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"],
+                          trt_cache_dir=tmp_path / "trt")
+    assert model.active_providers == ["CPUExecutionProvider"]
+    assert (tmp_path / "trt").is_dir()
 
 
 def test_refuses_missing_or_garbage_file(tmp_path: Path) -> None:

@@ -154,7 +154,8 @@ class ModelRuntime:
     def _load(self, version: str, path: Path) -> LoadedModel:
         from service.inference.onnx_model import OnnxGenerator
 
-        generator = OnnxGenerator(path, providers=self.settings.providers)
+        generator = OnnxGenerator(path, providers=self.settings.providers,
+                                  trt_cache_dir=self.settings.trt_cache_dir)
         generator.version = version  # the registry's id, which products record
         providers = list(generator.active_providers)
         if self.settings.require_gpu and not any(p in GPU_PROVIDERS for p in providers):
