@@ -64,6 +64,13 @@ def test_cli_set_overrides_the_file(tmp_path: Path) -> None:
     assert (cfg.ngf, cfg.order, cfg.seed, cfg.depth) == (32, "shuffled", 3, 8)
 
 
+def test_cli_flag_wins_over_a_set_of_the_same_key(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--config", "paper",
+                                      "--set", "seed=5", "--seed", "3", "--set", "name=gpu-b"])
+    cfg = _config(args)
+    assert (cfg.seed, cfg.name) == (3, "gpu-b")
+
+
 def test_cli_set_of_an_unknown_key_is_refused(tmp_path: Path) -> None:
     args = build_parser().parse_args(["train", "--data-dir", str(tmp_path), "--config", "paper",
                                       "--set", "learning_rate=1"])

@@ -39,16 +39,12 @@ def _config(args: argparse.Namespace):
 
     if not args.data_dir.is_dir():
         raise UsageError(f"--data-dir {args.data_dir} is not a folder")
-    return load_config(
-        args.config,
-        **dict(parse_setting(s) for s in args.settings),
-        data_dir=str(args.data_dir),
-        out_dir=args.out_dir,
-        max_steps=args.max_steps,
-        device=args.device,
-        seed=args.seed,
-        name=args.name,
-    )
+    flags = {"data_dir": str(args.data_dir), "out_dir": args.out_dir, "max_steps": args.max_steps,
+             "device": args.device, "seed": args.seed, "name": args.name}
+    # A flag given explicitly (--seed 3) wins over a --set of the same key.
+    overrides = dict(parse_setting(s) for s in args.settings)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return load_config(args.config, **overrides)
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

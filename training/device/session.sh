@@ -157,7 +157,7 @@ wait_runs() {
 
 collect() {
   local out=${OUT:?collect: OUT is not set (the device tool sets it)}
-  local name onnx files=1
+  local name onnx files
   # Checkpoints and ONNX files stay behind: only the named runs' ONNX come back, in parts.
   tar -czf "$out/results.tar.gz" -C "$home" --exclude='*.pt' --exclude='*.onnx' --exclude='*.tmp' \
     runs $([[ -e $home/registry.db ]] && echo registry.db)
