@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         default=VAR_DIR / "models", description="Where registry versions are downloaded to run"
     )
+    model_solar_cycle: int = Field(
+        default=24, ge=1,
+        description="Solar cycle whose Hale polarity a model learned, when its metadata does not say "
+        "(synmag.solar_cycle); every model trained on the Ha2Mag data learned cycle 24",
+    )
     trt_cache_dir: Path = Field(
         default=VAR_DIR / "trt-cache",
         description="TensorRT engine and timing caches (with the tensorrt provider): a restart reuses the engine",

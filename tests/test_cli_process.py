@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import astropy.units as u
@@ -101,3 +102,39 @@ def test_run_frame_in_memory(real_frame_paths: dict[str, Path], tiny_onnx: Path)
     assert result.input_sha256 == hashlib.sha256(frame.read_bytes()).hexdigest()
     assert result.provenance["preprocess_version"] and result.site == "BB"
     assert result.fits_path is None and result.basename.startswith(frame.name.split(".")[0])
+
+
+def test_frames_of_cycle_25_get_the_cycle_24_model_output_negated(
+    val_pair: tuple[Path, Path], tiny_onnx: Path, tiny_onnx_factory, tmp_path: Path
+) -> None:
+    from service.inference.onnx_model import OnnxGenerator
+    from service.inference.process import run_frame
+    from service.science.dataset import read_halpha_u8
+
+    image = read_halpha_u8(val_pair[0])
+    frame_2014 = write_gong_frame(image, "2014-05-23T00:00:34", "B", "gongx", tmp_path, rng=3)
+    frame_2026 = write_gong_frame(image, "2026-05-23T00:00:34", "B", "gongx", tmp_path, rng=3)
+    cycle24 = OnnxGenerator(tiny_onnx_factory(solar_cycle="24"))
+    assert cycle24.solar_cycle == 24
+    then, now = run_frame(frame_2014, cycle24), run_frame(frame_2026, cycle24)
+    assert (then.provenance["polarity_sign"], now.provenance["polarity_sign"]) == (1, -1)
+    assert (now.provenance["model_cycle"], now.provenance["frame_cycle"]) == (24, 25)
+    header = fits.getheader(io.BytesIO(now.fits_bytes))
+    assert (header["MODCYCLE"], header["CYCLE"], header["POLSIGN"]) == ("24", "25", "-1")
+
+    # Same frame, a model whose convention is unknown: its output as it is.
+    unknown = run_frame(frame_2026, OnnxGenerator(tiny_onnx))
+    assert unknown.provenance["polarity_sign"] == 1
+    assert "MODCYCLE" not in fits.getheader(io.BytesIO(unknown.fits_bytes))
+    disk = np.isfinite(now.gauss)
+    np.testing.assert_allclose(now.gauss[disk], -unknown.gauss[disk], atol=1e-4)
+    assert np.abs(now.gauss[disk]).max() > 1.0  # not a zero map that any sign leaves equal
+
+
+def test_model_metadata_cycle_wins_over_the_setting(tiny_onnx_factory) -> None:
+    from service.errors import ModelIncompatible
+    from service.inference.onnx_model import OnnxGenerator
+
+    assert OnnxGenerator(tiny_onnx_factory(solar_cycle="25"), solar_cycle=24).solar_cycle == 25
+    with pytest.raises(ModelIncompatible, match="solar_cycle"):
+        OnnxGenerator(tiny_onnx_factory(solar_cycle="twenty-four"))

@@ -40,6 +40,14 @@ def test_smoke_retrain_report(smoke_run) -> None:
 
 
 @pytest.mark.slow
+def test_the_exported_model_says_which_cycle_it_learned(smoke_run) -> None:
+    from training.export import read_metadata
+
+    result, _, _ = smoke_run
+    assert read_metadata(result.onnx_path)["synmag.solar_cycle"] == "24"  # Ha2Mag: 2013-2014
+
+
+@pytest.mark.slow
 def test_models_json_lists_the_version(smoke_run, monkeypatch, capsys) -> None:
     result, cfg, env = smoke_run
     for key, value in env.items():
@@ -86,6 +94,7 @@ def test_ensemble_of_runs_is_registered_as_one_version(smoke_run, data_dir: Path
     from training.ensemble import Ensemble
     from training.ensemble_run import build_ensemble, selected_checkpoint
     from training.evaluate import evaluate_generator, load_valset, summarise
+    from training.export import read_metadata
     from training.train import generator_from_checkpoint
 
     result, cfg, env = smoke_run
@@ -101,6 +110,7 @@ def test_ensemble_of_runs_is_registered_as_one_version(smoke_run, data_dir: Path
     assert set(sweep) == {"0", "2"}
     assert sweep[f"{spec['smooth_sigma_px']:g}"]["selection"] == max(e["selection"] for e in sweep.values())
     assert report["parity"]["max_abs_diff_g"] < 0.5
+    assert read_metadata(ens.onnx_path)["synmag.solar_cycle"] == "24"
     # Two members at half size each: well under two float32 copies of the member.
     assert ens.onnx_path.stat().st_size < 0.7 * 2 * result.onnx_path.stat().st_size
     row = Registry(settings).get(ens.version)

@@ -98,10 +98,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from training.train import generator_from_checkpoint
 
     generator, cfg, state = generator_from_checkpoint(args.checkpoint)
+    from service.science.cycles import cycle_of_days
+
     splits = split_days(args.data_dir)
+    train = splits["train"][: cfg.train_days or None]
     path = export_onnx(generator, args.out, {
         "config": cfg.to_dict(),
-        "train_data_sha256": files_sha256(splits["train"][: cfg.train_days or None]),
+        "train_data_sha256": files_sha256(train),
+        "solar_cycle": cycle_of_days(d.time for d in train),
         "version": args.version or "",
     })
     valset = load_valset(args.data_dir, 2, splits)

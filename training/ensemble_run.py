@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from service.errors import UsageError
+from service.science.cycles import cycle_of_days
 from training.ensemble import Ensemble, finish, gaussian_kernel
 from training.evaluate import (
     ValSet,
@@ -141,7 +142,8 @@ def build_ensemble(
     out = Path(out_dir) / name
     onnx_path = export_onnx(
         ensemble, out / f"{version}.onnx",
-        {"config": config, "train_data_sha256": shas.pop(), "git_commit": commit, "version": version},
+        {"config": config, "train_data_sha256": shas.pop(), "git_commit": commit, "version": version,
+         "solar_cycle": cycle_of_days(reports[0]["lineage"]["train_days"][k] for k in ("first", "last"))},
         weights=weights,
     )
     parity_result = parity(ensemble, onnx_path, np.stack([d.x for d in valset.days[:N_PARITY_FRAMES]]))

@@ -292,9 +292,12 @@ Active regions are detected automatically on the truth (smoothed |B| > 50 G).
 
 ## Known limits
 - **H-alpha carries no polarity.** Polarity comes from what the network learned of Hale's
-  and Joy's laws in cycle 24. **Hale's law is reversed in cycle 25**: on current frames this
-  model assigns the wrong leading polarity in both hemispheres. Retrain on recent data
-  before operational use of polarity; until then, use |B| morphology, not signs.
+  and Joy's laws in cycle 24. **Hale's law is reversed in cycle 25**: on current frames the
+  raw output gives the wrong leading polarity in both hemispheres, so the service negates it
+  on frames of cycle 25 (`service.science.cycles`; every product records `MODCYCLE`, `CYCLE`
+  and `POLSIGN`). The rule is statistical: one region's sign is still the network's guess,
+  and near a minimum the old cycle's last regions get the wrong sign. Retraining on recent
+  data is the better fix.
 - Saturation: the data are clipped at +-200 G, so strong fields and active-region flux are
   underestimated by construction (Liu et al. 2021).
 - Small network, short training: fine structure is smoother than HMI's; run-to-run

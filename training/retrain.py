@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from service.science.cycles import cycle_of_days
 from training.config import TrainConfig
 from training.data import files_sha256, split_days
 from training.evaluate import (
@@ -111,6 +112,8 @@ def retrain(
         {
             "config": {**cfg.to_dict(), "selected_epoch": best["epoch"], "selected_step": best["step"]},
             "train_data_sha256": train_sha,
+            # The Hale polarity it learned: the service negates it on frames of the other parity.
+            "solar_cycle": cycle_of_days(d.time for d in splits["train"]),
             "git_commit": commit,
             "version": version,
         },

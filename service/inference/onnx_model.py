@@ -106,6 +106,10 @@ class OnnxGenerator:
         Where the TensorRT provider keeps its engine and timing caches. Building the
         engine of a 1024x1024 U-Net takes minutes; with the cache only the first start
         of a model version pays it (the cache is keyed by the model). None: no cache.
+    solar_cycle : int, optional
+        The cycle whose Hale polarity the model learned, for a model whose metadata does
+        not say (``synmag.solar_cycle``, written since models carry it). Sets
+        ``.solar_cycle``; the metadata wins when present.
 
     Raises
     ------
@@ -122,6 +126,7 @@ class OnnxGenerator:
         require_gpu: bool = False,
         threads: int | None = None,
         trt_cache_dir: str | Path | None = None,
+        solar_cycle: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -155,6 +160,15 @@ class OnnxGenerator:
             )
         self.sha256 = file_sha256(self.path)
         self.version = self.metadata.get("version") or f"sha256:{self.sha256[:12]}"
+        # Polarity convention (service.science.cycles): None = unknown, output kept as it is.
+        self.solar_cycle: int | None = solar_cycle
+        if "solar_cycle" in self.metadata:
+            try:
+                self.solar_cycle = int(self.metadata["solar_cycle"])
+            except ValueError:
+                raise ModelIncompatible(
+                    f"{self.path.name}: synmag.solar_cycle {self.metadata['solar_cycle']!r} is not a number"
+                ) from None
 
     def _check_contract(self) -> None:
         name = self.path.name

@@ -163,6 +163,7 @@ def product_from_frame(
     gate, so nothing is decoded or gated twice; ``run_frame`` calls it after doing both.
     Stage timings are added to ``timings``.
     """
+    from service.science.cycles import cycle_of, polarity_sign
     from service.science.preprocess import PREPROCESS_VERSION, postprocess, preprocess
     from service.science.product import product_fits_bytes, quicklook_png_bytes
 
@@ -173,7 +174,12 @@ def product_from_frame(
     with _timed(timings, "predict"):
         y = model.predict(model_input.image)
     with _timed(timings, "postprocess"):
-        gauss = postprocess(y, model_input.geometry)
+        # The model's signs follow the Hale's law it learned; negated in a cycle of the
+        # other parity (service.science.cycles). Unknown convention: kept as they are.
+        obs_time = model_input.geometry.obs_time
+        model_cycle = model.solar_cycle
+        sign = 1 if model_cycle is None else polarity_sign(obs_time, model_cycle)
+        gauss = postprocess(y * sign if sign != 1 else y, model_input.geometry)
     with _timed(timings, "encode"):
         provenance = {
             "input_file": input_file,
@@ -182,6 +188,9 @@ def product_from_frame(
             "model_version": model.version,
             "model_sha256": model.sha256,
             "preprocess_version": PREPROCESS_VERSION,
+            "model_cycle": model_cycle,
+            "frame_cycle": cycle_of(obs_time),
+            "polarity_sign": sign,
             "software_version": __version__,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
         }

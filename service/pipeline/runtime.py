@@ -155,7 +155,8 @@ class ModelRuntime:
         from service.inference.onnx_model import OnnxGenerator
 
         generator = OnnxGenerator(path, providers=self.settings.providers,
-                                  trt_cache_dir=self.settings.trt_cache_dir)
+                                  trt_cache_dir=self.settings.trt_cache_dir,
+                                  solar_cycle=self.settings.model_solar_cycle)
         generator.version = version  # the registry's id, which products record
         providers = list(generator.active_providers)
         if self.settings.require_gpu and not any(p in GPU_PROVIDERS for p in providers):

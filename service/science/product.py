@@ -28,6 +28,9 @@ PROVENANCE_KEYS: dict[str, tuple[str, str]] = {
     "model_version": ("MODELVER", "model version (registry id)"),
     "model_sha256": ("MODELSHA", "sha256 of the ONNX model"),
     "preprocess_version": ("PREPVER", "synmag preprocessing version"),
+    "model_cycle": ("MODCYCLE", "solar cycle of the model's Hale polarity"),
+    "frame_cycle": ("CYCLE", "solar cycle of the observation"),
+    "polarity_sign": ("POLSIGN", "model output x this (-1: Hale reversed)"),
     "software_version": ("SWVER", "synmag software version"),
     "created": ("DATE", "file creation time (UTC)"),
 }
