@@ -54,6 +54,7 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
 
     from service.db import InputFrame, ModelVersion, Product, make_engine, session_scope
     from service.db.migrate import upgrade
+    from service.science.cycles import cycle_of, polarity_sign
     from service.science.gong_writer import gong_filename, synthetic_disk, write_gong_frame
     from service.science.preprocess import PREPROCESS_VERSION, ModelGeometry
     from service.science.product import product_fits_bytes, quicklook_png_bytes
@@ -77,7 +78,9 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
         filename = gong_filename(Time(t), "L")
         provenance = {"input_file": filename, "input_sha256": "cd" * 32, "site": "LE",
                       "model_version": MODEL_VERSION, "model_sha256": model_sha,
-                      "preprocess_version": PREPROCESS_VERSION, "software_version": "test"}
+                      "preprocess_version": PREPROCESS_VERSION, "software_version": "test",
+                      # a cycle-24 model on frames of cycle 25, as the feed runs today
+                      "model_cycle": 24, "frame_cycle": cycle_of(t), "polarity_sign": polarity_sign(t, 24)}
         fits_bytes = product_fits_bytes(gauss, geometry, provenance)
         png_bytes = quicklook_png_bytes(gauss, title=f"synmag {t:%Y-%m-%d %H:%M} UTC", dpi=40)
         fits_uri = store.put(product_key(t, "L", MODEL_VERSION, "fits"), fits_bytes, "application/fits")
@@ -92,7 +95,7 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
             s.flush()
             product = Product(input_frame_id=frame.id, obs_time=t, obs_minute=t, site="LE",
                               model_version=MODEL_VERSION, preprocess_version=PREPROCESS_VERSION,
-                              fits_uri=fits_uri, png_uri=png_uri, fits_sha256=sha256_hex(fits_bytes),
+                              polarity_sign=provenance["polarity_sign"], fits_uri=fits_uri, png_uri=png_uri, fits_sha256=sha256_hex(fits_bytes),
                               png_sha256=sha256_hex(png_bytes),
                               quality={"accepted": True, "reasons": [], "score": 0.9},
                               timings={"inference": 1.0})

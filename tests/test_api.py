@@ -37,6 +37,7 @@ def test_latest_is_the_newest_product_with_links(api: httpx.Client, feed: Feed) 
     assert body["fits_url"].endswith(f"/v1/magnetograms/{body['id']}.fits")
     assert body["png_url"] and body["input_png_url"]
     assert body["provenance"]["model_version"] == MODEL_VERSION
+    assert body["provenance"]["polarity_sign"] == -1  # cycle-24 model, cycle-25 frame
     assert body["previous_id"] == feed.product_ids[-2] and body["next_id"] is None
 
 

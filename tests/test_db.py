@@ -65,13 +65,13 @@ def _product(frame: InputFrame, version: str = "v1", minute: datetime | None = N
 def test_upgrade_from_empty_creates_every_table(engine):
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
-    assert current(engine) == "0001"
+    assert current(engine) == "0002"
 
 
 def test_upgrade_is_idempotent(db_url, engine):
     upgrade(db_url, engine)
     upgrade(db_url)
-    assert current(engine) == "0001"
+    assert current(engine) == "0002"
 
 
 def test_migrated_schema_matches_models(engine):

@@ -18,6 +18,7 @@ from service.db import (
 )
 from service.pipeline.job import process_minute
 from service.pipeline.replay import Faults
+from service.science.cycles import polarity_sign
 from tests.pipeline_world import World
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,9 @@ def test_a_minute_makes_one_product_with_provenance(world):
     assert reasons == ["not_selected"]  # the other site's frame of the same minute
     header = fits.getheader(io.BytesIO(w.ctx.store.get(w.ctx.store.key_for(p.fits_uri))))
     assert header["INSHA256"] == frame.sha256 and header["MODELVER"] == "tiny-test"
+    # The replay serves the real frames as if observed now: Hale's law of the current cycle.
+    sign = polarity_sign(w.minute(), 24)
+    assert p.polarity_sign == sign and header["POLSIGN"] == str(sign)
     assert {"download", "decode", "gate", "preprocess", "inference", "write"} <= set(p.timings)
 
     again = process_minute(w.minute(), w.ctx)
@@ -58,6 +62,19 @@ def test_objects_without_a_row_are_verified_and_adopted(world):
     out = process_minute(w.minute(), w.ctx)
     assert (first.outcome, out.outcome) == ("product", "repaired")
     assert _product(w).fits_uri == fits_uri and w.count(Product) == 1
+
+
+def test_the_row_records_the_polarity_sign_also_when_adopted(world):
+    w = world(model_solar_cycle=25)  # the other Hale parity than the default (24)
+    sign = polarity_sign(w.minute(), 25)
+    assert sign == -polarity_sign(w.minute(), 24)
+    assert process_minute(w.minute(), w.ctx).outcome == "product"
+    assert _product(w).polarity_sign == sign
+    with session_scope(w.ctx.sessions) as s:
+        s.execute(delete(Product))
+        s.execute(delete(MinuteState))
+    assert process_minute(w.minute(), w.ctx).outcome == "repaired"
+    assert _product(w).polarity_sign == sign  # read back from the adopted FITS header
 
 
 def test_a_row_whose_object_vanished_gets_it_back(world):

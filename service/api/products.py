@@ -143,6 +143,7 @@ def detail(session: Session, product: Product, base: str) -> Magnetogram:
         model_version=product.model_version,
         model_sha256=model.sha256 if model else None,
         preprocess_version=product.preprocess_version,
+        polarity_sign=product.polarity_sign,
         created=product.created_at,
     )
     return Magnetogram(

@@ -19,6 +19,10 @@ class Provenance(BaseModel):
     model_version: str
     model_sha256: str | None = None
     preprocess_version: str
+    polarity_sign: int | None = Field(
+        None, description="The model's output was multiplied by this: -1 on a frame of the other "
+        "solar cycle parity than the model learned (Hale's law reversed); null: not recorded"
+    )
     created: datetime = Field(description="When the product was committed (UTC)")
 
 

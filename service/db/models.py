@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -141,6 +142,9 @@ class Product(Base):
     site: Mapped[str] = mapped_column(String(2))
     model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
     preprocess_version: Mapped[str] = mapped_column(String(16))
+    # The model output x this is the product (service.science.cycles): -1 on frames of the
+    # other Hale parity than the model learned; NULL: made before the rule, never negated.
+    polarity_sign: Mapped[int | None] = mapped_column(SmallInteger)
     fits_uri: Mapped[str] = mapped_column(Text)
     png_uri: Mapped[str | None] = mapped_column(Text)
     fits_sha256: Mapped[str] = mapped_column(String(64))

@@ -249,7 +249,7 @@ def store_product(
     adopted = _adopt_objects(ctx, fits_key, png_key, download.sha256, model)
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
     if adopted is None:
-        fits_bytes, png_bytes, stage = make_product_bytes(candidate, model)
+        fits_bytes, png_bytes, stage, sign = make_product_bytes(candidate, model)
         timings["write"] += stage.pop("write")
         timings.update(stage)
         t0 = time.perf_counter()
@@ -259,7 +259,7 @@ def store_product(
         fits_sha, png_sha = sha256_hex(fits_bytes), sha256_hex(png_bytes)
         how = "product"
     else:
-        fits_uri, png_uri, fits_sha, png_sha = adopted
+        fits_uri, png_uri, fits_sha, png_sha, sign = adopted
         how = "repaired"
     product = Product(
         obs_time=remote.obs_time,
@@ -267,6 +267,7 @@ def store_product(
         site=remote.site,
         model_version=model.version,
         preprocess_version=_preprocess_version(),
+        polarity_sign=sign,
         fits_uri=fits_uri,
         png_uri=png_uri,
         fits_sha256=fits_sha,
@@ -356,8 +357,11 @@ def _preprocess_version() -> str:
     return PREPROCESS_VERSION
 
 
-def make_product_bytes(candidate: Candidate, model: LoadedModel) -> tuple[bytes, bytes, dict[str, float]]:
-    """Preprocess, infer, postprocess, render FITS + PNG; returns the stage timings too.
+def make_product_bytes(
+    candidate: Candidate, model: LoadedModel
+) -> tuple[bytes, bytes, dict[str, float], int]:
+    """Preprocess, infer, postprocess, render FITS + PNG; returns the stage timings and the
+    polarity sign applied (``service.science.cycles``) too.
 
     The same code as ``synmag process`` (``service.inference.process.product_from_frame``,
     which ``run_frame`` ends in), so the feed's products and the command line's are made
@@ -385,7 +389,7 @@ def make_product_bytes(candidate: Candidate, model: LoadedModel) -> tuple[bytes,
         "inference": t.get("predict", 0.0),
         "write": t.get("postprocess", 0.0) + t.get("encode", 0.0),
     }
-    return result.fits_bytes, result.png_bytes, timings
+    return result.fits_bytes, result.png_bytes, timings, int(result.provenance["polarity_sign"])
 
 
 # -- the store -------------------------------------------------------------------
@@ -401,11 +405,11 @@ def _put(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
 
 def _adopt_objects(
     ctx: PipelineContext, fits_key: str, png_key: str, input_sha256: str, model: LoadedModel
-) -> tuple[str, str, str, str] | None:
+) -> tuple[str, str, str, str, int | None] | None:
     """Objects left by a run that crashed before its row: verified, they are the product.
 
-    Returns (fits_uri, png_uri, fits_sha256, png_sha256) or ``None`` when there is
-    nothing to adopt. Objects that exist but do not belong to this input and
+    Returns (fits_uri, png_uri, fits_sha256, png_sha256, polarity sign from the FITS
+    header) or ``None`` when there is nothing to adopt. Objects that exist but do not belong to this input and
     model raise :class:`ObjectExists` (they are never overwritten).
     """
     store = ctx.store
@@ -414,7 +418,7 @@ def _adopt_objects(
             raise ObjectExists(png_key, store.uri_for(png_key))
         return None
     fits_bytes = store.get(fits_key)
-    _verify_fits(fits_bytes, fits_key, input_sha256, model)
+    sign = _verify_fits(fits_bytes, fits_key, input_sha256, model)
     if not store.exists(png_key):
         from service.science.product import quicklook_png_bytes
 
@@ -422,10 +426,11 @@ def _adopt_objects(
         store.put(png_key, png_bytes, "image/png")
     png_bytes = store.get(png_key)
     log.warning("adopting objects of an earlier interrupted run: %s", fits_key)
-    return store.uri_for(fits_key), store.uri_for(png_key), sha256_hex(fits_bytes), sha256_hex(png_bytes)
+    return store.uri_for(fits_key), store.uri_for(png_key), sha256_hex(fits_bytes), sha256_hex(png_bytes), sign
 
 
-def _verify_fits(data: bytes, key: str, input_sha256: str, model: LoadedModel) -> None:
+def _verify_fits(data: bytes, key: str, input_sha256: str, model: LoadedModel) -> int | None:
+    """The FITS belongs to this input and model (else ObjectExists); returns its POLSIGN."""
     from astropy.io import fits
 
     try:
@@ -436,6 +441,7 @@ def _verify_fits(data: bytes, key: str, input_sha256: str, model: LoadedModel) -
         raise ObjectExists(key, key) from exc
     if header.get("INSHA256") != input_sha256 or header.get("MODELVER") != model.version or shape != (1024, 1024):
         raise ObjectExists(key, key)
+    return int(header["POLSIGN"]) if "POLSIGN" in header else None
 
 
 def _fits_data(data: bytes) -> Any:
@@ -473,7 +479,7 @@ def _repair_objects(ctx: PipelineContext, product: Product, model: LoadedModel) 
     else:
         candidate = archived_candidate(ctx, filename, sha, raw_uri)  # FatalError when not intact
         candidate.frame = read_gong(candidate.download.data, filename=filename)  # type: ignore[union-attr]
-        fits_bytes, png_bytes, _ = make_product_bytes(candidate, model)
+        fits_bytes, png_bytes, _, _ = make_product_bytes(candidate, model)
         store.put(fits_key, fits_bytes, "application/fits")
         if product.png_uri and not store.exists(store.key_for(product.png_uri)):
             store.put(store.key_for(product.png_uri), png_bytes, "image/png")

@@ -77,7 +77,10 @@ function show(p) {
     ["product id", p.id], ["observed", p.obs_time], ["site", prov.site],
     ["input file", prov.input_file], ["input sha256", prov.input_sha256],
     ["model", prov.model_version], ["model sha256", prov.model_sha256],
-    ["preprocess", prov.preprocess_version], ["created", prov.created],
+    ["preprocess", prov.preprocess_version],
+    ["polarity", prov.polarity_sign === -1 ? "model output negated (Hale's law of this cycle)"
+      : prov.polarity_sign === 1 ? "model output as is" : "not recorded"],
+    ["created", prov.created],
   ]);
   fillList($("quality"), Object.entries(p.quality || {}));
   showVerification(p.verification);
