@@ -108,7 +108,7 @@ class OnnxGenerator:
         of a model version pays it (the cache is keyed by the model). None: no cache.
     solar_cycle : int, optional
         The cycle whose Hale polarity the model learned, for a model whose metadata does
-        not say (``synmag.solar_cycle``, written since models carry it). Sets
+        not say (``synmag.solar_cycle``; models exported before session 5 lack it). Sets
         ``.solar_cycle``; the metadata wins when present.
 
     Raises

@@ -161,7 +161,9 @@ def product_from_frame(
 
     The pipeline calls this with the frame it downloaded, decoded and chose by the
     gate, so nothing is decoded or gated twice; ``run_frame`` calls it after doing both.
-    Stage timings are added to ``timings``.
+    Stage timings are added to ``timings``. The model's output is negated on a frame of
+    the other Hale parity than ``model.solar_cycle`` (``service.science.cycles``); the
+    provenance records the sign.
     """
     from service.science.cycles import cycle_of, polarity_sign
     from service.science.preprocess import PREPROCESS_VERSION, postprocess, preprocess
