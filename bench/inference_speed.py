@@ -25,7 +25,7 @@ def run() -> dict[str, Any]:
     models = sorted(Path(settings.bundled_model_dir).glob("*.onnx"))
     if not models:
         return {"skipped": f"no bundled model in {settings.bundled_model_dir}"}
-    model = OnnxGenerator(models[0], providers=settings.providers)
+    model = OnnxGenerator.from_settings(models[0], settings)
     x = np.random.default_rng(0).uniform(-1, 1, (1024, 1024)).astype(np.float32)
     model.predict(x)  # warm-up: first run allocates and plans
     times = []

@@ -48,9 +48,8 @@ def main(args: argparse.Namespace) -> int:
     from service.settings import get_settings
 
     settings = get_settings()
-    model = OnnxGenerator(
-        _model_path(args.model, settings), providers=settings.providers, require_gpu=settings.require_gpu,
-        trt_cache_dir=settings.trt_cache_dir, solar_cycle=settings.model_solar_cycle,
+    model = OnnxGenerator.from_settings(
+        _model_path(args.model, settings), settings, require_gpu=settings.require_gpu
     )  # ModelIncompatible -> one line, exit 1 (service.cli)
     print(f"model {model.version} ({model.path.name}) on {', '.join(model.active_providers)}")
     thresholds = Thresholds.from_settings(settings)

@@ -16,12 +16,15 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from service.errors import ModelIncompatible
 from service.science.preprocess import GAUSS_SCALE, PREPROCESS_VERSION
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 INPUT_NAME = "halpha"
 OUTPUT_NAME = "bz"
@@ -169,6 +172,13 @@ class OnnxGenerator:
                 raise ModelIncompatible(
                     f"{self.path.name}: synmag.solar_cycle {self.metadata['solar_cycle']!r} is not a number"
                 ) from None
+
+    @classmethod
+    def from_settings(cls, path: str | Path, settings: Settings, *, require_gpu: bool = False) -> OnnxGenerator:
+        """``path`` loaded as every synmag process loads a model: ``SYNMAG_PROVIDERS``, the
+        TensorRT cache folder and the solar-cycle fallback of ``settings``."""
+        return cls(path, providers=settings.providers, require_gpu=require_gpu,
+                   trt_cache_dir=settings.trt_cache_dir, solar_cycle=settings.model_solar_cycle)
 
     def _check_contract(self) -> None:
         name = self.path.name

@@ -181,7 +181,7 @@ def product_from_frame(
         obs_time = model_input.geometry.obs_time
         model_cycle = model.solar_cycle
         sign = 1 if model_cycle is None else polarity_sign(obs_time, model_cycle)
-        gauss = postprocess(y * sign if sign != 1 else y, model_input.geometry)
+        gauss = postprocess(y * sign, model_input.geometry)
     with _timed(timings, "encode"):
         provenance = {
             "input_file": input_file,

@@ -154,9 +154,7 @@ class ModelRuntime:
     def _load(self, version: str, path: Path) -> LoadedModel:
         from service.inference.onnx_model import OnnxGenerator
 
-        generator = OnnxGenerator(path, providers=self.settings.providers,
-                                  trt_cache_dir=self.settings.trt_cache_dir,
-                                  solar_cycle=self.settings.model_solar_cycle)
+        generator = OnnxGenerator.from_settings(path, self.settings)
         generator.version = version  # the registry's id, which products record
         providers = list(generator.active_providers)
         if self.settings.require_gpu and not any(p in GPU_PROVIDERS for p in providers):
