@@ -92,20 +92,16 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from training.data import files_sha256, split_days
+    from training.data import split_days, training_days_metadata
     from training.evaluate import load_valset
     from training.export import export_onnx, parity
     from training.train import generator_from_checkpoint
 
     generator, cfg, state = generator_from_checkpoint(args.checkpoint)
-    from service.science.cycles import cycle_of_days
-
     splits = split_days(args.data_dir)
-    train = splits["train"][: cfg.train_days or None]
     path = export_onnx(generator, args.out, {
         "config": cfg.to_dict(),
-        "train_data_sha256": files_sha256(train),
-        "solar_cycle": cycle_of_days(d.time for d in train),
+        **training_days_metadata(splits["train"][: cfg.train_days or None]),
         "version": args.version or "",
     })
     valset = load_valset(args.data_dir, 2, splits)

@@ -56,11 +56,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from service.science import dataset, preprocess
+from service.science.cycles import cycle_of_days
 
 GAP_DAYS = 27.0  # one synodic solar rotation between computed splits
 
@@ -218,6 +220,15 @@ def files_sha256(days: Sequence[Day]) -> str:
             h.update(path.name.encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
+
+
+def training_days_metadata(days: Sequence[Day]) -> dict[str, Any]:
+    """What a model's ONNX metadata says of the days it was trained on.
+
+    ``train_data_sha256`` (:func:`files_sha256`) and ``solar_cycle``, the cycle whose Hale
+    polarity those days show (``service.science.cycles``; refused when they span a minimum).
+    """
+    return {"train_data_sha256": files_sha256(days), "solar_cycle": cycle_of_days(d.time for d in days)}
 
 
 # ---------------------------------------------------------------------------

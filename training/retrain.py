@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from service.science.cycles import cycle_of_days
 from training.config import TrainConfig
-from training.data import files_sha256, split_days
+from training.data import split_days, training_days_metadata
 from training.evaluate import (
     ValSet,
     evaluate_generator,
@@ -103,7 +102,7 @@ def retrain(
     generator, _, _ = generator_from_checkpoint(result.checkpoints[-1])
     generator.load_state_dict(best["state"])
     version = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-s{cfg.seed}"
-    train_sha = files_sha256(splits["train"])
+    train_meta = training_days_metadata(splits["train"])
     commit = git_commit()
     out = result.run_dir
     onnx_path = export_onnx(
@@ -111,9 +110,7 @@ def retrain(
         out / f"{version}.onnx",
         {
             "config": {**cfg.to_dict(), "selected_epoch": best["epoch"], "selected_step": best["step"]},
-            "train_data_sha256": train_sha,
-            # The Hale polarity it learned: the service negates it on frames of the other parity.
-            "solar_cycle": cycle_of_days(d.time for d in splits["train"]),
+            **train_meta,  # its training data's hash, and the solar cycle whose polarity it learned
             "git_commit": commit,
             "version": version,
         },
@@ -124,7 +121,7 @@ def retrain(
         f"on {parity_result['frames']} val frames")
 
     lineage = {
-        "train_data_sha256": train_sha,
+        "train_data_sha256": train_meta["train_data_sha256"],
         "git_commit": commit,
         "config_name": cfg.name,
         "seed": cfg.seed,
