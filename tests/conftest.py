@@ -33,6 +33,14 @@ pytest_plugins = [
 ]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The warnings the offline time policy accepts are accepted in the suite too (not more)."""
+    from service.science.timebase import TOLERATED_WARNINGS
+
+    for message, category in TOLERATED_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:astropy.utils.exceptions.{category}")
+
+
 def require(condition: bool, why: str) -> None:
     """Skip the test locally when ``condition`` is false; fail it under CI."""
     if condition:

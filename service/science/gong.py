@@ -198,24 +198,16 @@ class GongFrame:
 
 
 def observer_at(obs_time: Time, lat: u.Quantity, lon: u.Quantity) -> Any:
-    """HeliographicStonyhurst position of a ground station at ``obs_time``."""
+    """HeliographicStonyhurst position of a ground station at ``obs_time``.
+
+    Earth orientation comes from the bundled IERS tables under the process's offline
+    policy (:mod:`service.science.timebase`): no download, no refusal, error < 1 km.
+    """
     import sunpy.coordinates  # noqa: F401  (registers the heliographic frames)
     from astropy.coordinates import EarthLocation, SkyCoord
-    from astropy.utils import iers
-    from astropy.utils.exceptions import AstropyWarning
 
     loc = EarthLocation.from_geodetic(lat=lat, lon=lon)
-    # Beyond the bundled IERS tables astropy would download (no network in the service
-    # host necessarily) or refuse; Earth-orientation errors move the observer by < 1 km,
-    # irrelevant at 1"/px, so allow degraded accuracy and silence its warning.
-    with (
-        iers.conf.set_temp("auto_download", False),
-        iers.conf.set_temp("iers_degraded_accuracy", "ignore"),
-        warnings.catch_warnings(),
-    ):
-        warnings.filterwarnings("ignore", message=".*IERS.*", category=AstropyWarning)
-        warnings.filterwarnings("ignore", message=".*polar motion.*", category=AstropyWarning)
-        return SkyCoord(loc.get_itrs(obs_time)).heliographic_stonyhurst
+    return SkyCoord(loc.get_itrs(obs_time)).heliographic_stonyhurst
 
 
 def read_gong(source: str | Path | bytes, filename: str | None = None) -> GongFrame:
