@@ -69,15 +69,13 @@ def main(args: Any) -> int:
         if server_box:
             server_box[0].should_exit = True
 
-    truth = None
-    if settings.truth_source != "none":
-        from service.verification.truth import open_truth_source
+    from service.sources.registry import open_magnetogram_source
 
-        truth = open_truth_source(settings)
+    truth = open_magnetogram_source(settings)  # None for SYNMAG_TRUTH_SOURCE=none
     scheduler = PipelineScheduler(ctx, leadership, on_fatal=on_fatal, state=state, truth=truth)
     log.info(
-        "synmag serve: archive %s, database %s, store %s, model %s, providers asked %s",
-        settings.gong_base_url, engine.url.render_as_string(hide_password=True), settings.store_url,
+        "synmag serve: sources %s, database %s, store %s, model %s, providers asked %s",
+        ", ".join(ctx.sources), engine.url.render_as_string(hide_password=True), settings.store_url,
         runtime.version or "none", ",".join(settings.providers),
     )
     if args.once:
@@ -110,7 +108,7 @@ def main(args: Any) -> int:
     finally:
         stopping = time.monotonic()
         log.info("stopping: waiting for the running minute to finish")
-        ctx.archive.abort()  # a tick sitting out upstream retries gives up now
+        ctx.abort()  # a tick sitting out upstream retries gives up now
         stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)
         stopper.start()
         stopper.join(timeout=max(30.0, settings.http_timeout_s * 2))
