@@ -77,12 +77,18 @@ class Settings(BaseSettings):
     )
 
     # --- scheduling --------------------------------------------------------
-    tick_seconds: int = Field(default=60, ge=1, description="Scheduler period")
+    tick_seconds: int = Field(
+        default=10, ge=1,
+        description="Scheduler period: how often the sources are listed (one listing per source a poll; "
+        "a listing that did not change costs a 304 where the server supports conditional requests)",
+    )
     catchup_hours: float = Field(default=6.0, ge=0, description="How far back missed minutes are filled")
     misfire_grace_s: int = Field(default=30, ge=1)
     minutes_per_tick: int = Field(default=5, ge=1, description="Most observation minutes processed per tick")
     minute_settle_s: float = Field(
-        default=30.0, ge=0, description="Seconds after a minute ends before its frames are processed"
+        default=10.0, ge=0,
+        description="Seconds after a minute's first frame is listed before the minute is processed "
+        "(other sites' frames of the minute listed by then compete for it)",
     )
 
     # --- quality gate thresholds (see service.science.quality) -------------
@@ -109,6 +115,7 @@ class Settings(BaseSettings):
         description="Magnetogram source products are verified against: none, or a registered one "
         "(jsoc, dir, replay; service.sources)",
     )
+    verify_every_s: int = Field(default=30, ge=1, description="Period of the verification job")
     truth_dir: Path | None = Field(default=None, description="Folder of the 'dir' truth source")
     truth_url: str | None = Field(
         default=None, description="Root URL of the 'replay' truth source (the replay archive)"

@@ -36,6 +36,7 @@ Faults (counted over frame downloads, not listings)
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import logging
@@ -177,6 +178,8 @@ class ReplayArchive:
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self.downloads = 0
         self.requests = 0
+        self.listings = 0  # listing requests, and those answered 304 (conditional polling)
+        self.not_modified = 0
         self.faults_injected: dict[str, int] = {"fail": 0, "truncate": 0, "stall": 0, "short_file": 0}
 
     # -- what is published ---------------------------------------------------------
@@ -218,6 +221,31 @@ class ReplayArchive:
         if k < 0 or k >= self.published_count():
             return None
         return next((f for f in self.frames_of_minute(k) if f.name == name), None)
+
+    def truth_bytes(self, gong_name: str) -> bytes | None:
+        """The truth of a published frame as served: the paired HMI image, in the polarity of
+        the frame's stamped date (``None`` when there is none).
+
+        The replay stamps 2014 (cycle 24) data with today's date (cycle 25), where Hale's law
+        is reversed and the service negates a cycle-24 model's output; so that the drill's
+        products and truth describe the same Sun, the truth is negated as well whenever the
+        stamped date's cycle has the other parity from the data's own date
+        (:func:`service.science.cycles.polarity_sign`). Negating this 8-bit code is exact:
+        ``Gauss = v * 400 / 255 - 200``, so ``-Gauss`` is ``255 - v``.
+        """
+        frame = self.find(gong_name)
+        if frame is None or frame.item.truth is None:
+            return None
+        raw = frame.item.truth.read_bytes()
+        if truth_sign(frame) == 1:
+            return raw
+        from PIL import Image
+
+        from service.science.dataset import read_hmi_u8
+
+        buf = io.BytesIO()
+        Image.fromarray(255 - read_hmi_u8(io.BytesIO(raw))).save(buf, format="WEBP", lossless=True)
+        return buf.getvalue()
 
     def truth_for(self, gong_name: str) -> Path | None:
         """The HMI image paired with a published frame (dataset sources), or ``None``."""
@@ -285,6 +313,16 @@ class ReplayArchive:
             "  <table>\n   " + "\n   ".join(rows) + "\n</table>\n"
             "<address>Apache/2.4.37 (replay) Server at localhost</address>\n</body></html>\n"
         )
+
+
+def truth_sign(frame: Published) -> int:
+    """+1, or -1 when the frame's stamped date is of the other Hale parity than its data's date."""
+    from service.science.cycles import cycle_of, polarity_sign
+    from service.science.dataset import pair_time
+
+    if frame.item.kind != "webp":
+        return 1
+    return polarity_sign(frame.obs_time, cycle_of(pair_time(frame.item.path)))
 
 
 def render_frame(item: SourceItem, obs_time: datetime, site_letter: str, seed: int = 0) -> bytes:
@@ -356,7 +394,13 @@ class _Handler(BaseHTTPRequestHandler):
             page = archive.listing_html(day) if m.group(1) == m.group(2)[:6] else None
             if page is None:
                 return self._send(404, b"not found\n", "text/plain")
-            return self._send(200, page.encode(), "text/html;charset=UTF-8")
+            body = page.encode()
+            etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+            archive.listings += 1
+            if self.headers.get("If-None-Match") == etag:  # conditional polling: nothing new
+                archive.not_modified += 1
+                return self._send(304, b"", "text/html;charset=UTF-8", {"ETag": etag})
+            return self._send(200, body, "text/html;charset=UTF-8", {"ETag": etag})
         if m := _FRAME_URL.match(path):
             frame = archive.find(m.group(3))
             if frame is None or f"{frame.obs_time:%Y%m}" != m.group(1) or f"{frame.obs_time:%Y%m%d}" != m.group(2):
@@ -378,24 +422,40 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             return self._send(200, data, "application/octet-stream")
         if m := _TRUTH_URL.match(path):
-            truth = archive.truth_for(m.group(1))
+            truth = archive.truth_bytes(m.group(1))
             if truth is None:
                 return self._send(404, b"no truth for this frame\n", "text/plain")
-            return self._send(200, truth.read_bytes(), "image/webp")
+            return self._send(200, truth, "image/webp")
         return self._send(404, b"not found\n", "text/plain")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if status != 304:
+            self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    """A client that hangs up (a timeout, a truncation drill) is routine here, not a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("replay: client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def make_server(archive: ReplayArchive, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """An HTTP server for ``archive`` (port 0: any free port; see ``server.server_address``)."""
     handler = type("ReplayHandler", (_Handler,), {"archive": archive})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _Server((host, port), handler)
     server.daemon_threads = True
     return server
 
