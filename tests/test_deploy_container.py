@@ -33,7 +33,9 @@ from tests.test_serve_e2e import (  # noqa: F401 - cluster and val_source are fi
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.timeout(2400)]
 
 MINUTES = 6
-STOP_WITHIN_S = 20.0  # `podman stop -t 60`: a stop this fast was SIGTERM, not the kill after 60 s
+# `podman stop -t 60` sends SIGTERM, then SIGKILL (exit 137) after 60 s. synmag first finishes the
+# running minute: 2-3 s on an idle machine, 16.5 s measured here on 2 cores at load 10.
+STOP_WITHIN_S = 45.0
 
 
 def _in_image(podman: Podman, image: BuiltImage, code: str) -> str:
@@ -137,6 +139,7 @@ def test_two_containers_one_leader_products_once_and_quick_stops(
     assert bucket in [b["Name"] for b in seaweedfs.client().list_buckets()["Buckets"]]
     names = [f"synmag-drill-{run_id}-{x}" for x in "ab"]
     replicas: list[Replica] = []
+    db = Db(postgres_url)
     started = time.monotonic()
     try:
         for name in names:
@@ -149,7 +152,6 @@ def test_two_containers_one_leader_products_once_and_quick_stops(
             assert podman.run("healthcheck", "run", r.name, check=False).returncode == 0, logs()
         wait_for(lambda: a.leader() + b.leader() == 1, 30, f"one leader\n{logs()}")
         leader, follower = (a, b) if a.leader() == 1 else (b, a)
-        db = Db(postgres_url)
         wait_for(lambda: len(db.products()) >= 2, 180, f"two products\n{logs()}")
         to_two = time.monotonic() - started
         for r in replicas:  # both serve the feed: the follower reads what the leader stored
@@ -184,8 +186,8 @@ def test_two_containers_one_leader_products_once_and_quick_stops(
         assert not [r for r in runs if '"outcome":"exists"' in (r[0] or "")]  # no minute made twice
         keys = [o["Key"] for o in seaweedfs.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
         assert len([k for k in keys if k.endswith(".fits") and "/products/" in f"/{k}"]) == len(products)
-        db.close()
     finally:
+        db.close()
         for name in names:
             podman.run("rm", "-f", "-t", "0", name, check=False)
 
