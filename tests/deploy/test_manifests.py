@@ -194,7 +194,7 @@ def _mounts(service: str, tmp: Path) -> Path:
 
 
 def test_compose_prometheus_loads_the_project_rules(tmp_path: Path) -> None:
-    from tests.test_deploy import run_promtool
+    from tests.deploy.test_prometheus_rules import run_promtool
 
     root = _mounts("prometheus", tmp_path)
     config = root / "etc" / "prometheus" / "prometheus.yml"

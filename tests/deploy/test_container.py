@@ -17,9 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
-from tests.servers.podman import TIMINGS, BuiltImage, Podman
-from tests.test_serve_e2e import (  # noqa: F401 - cluster and val_source are fixtures
+from tests.commands.test_serve_e2e import (  # noqa: F401 - cluster and val_source are fixtures
     Db,
     _minute_key,
     cluster,
@@ -28,6 +26,8 @@ from tests.test_serve_e2e import (  # noqa: F401 - cluster and val_source are fi
     val_source,
     wait_for,
 )
+from tests.conftest import REPO_ROOT
+from tests.servers.podman import TIMINGS, BuiltImage, Podman
 
 # The first test builds the base and the image (about 10 min on 2 busy cores) in its setup.
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.timeout(2400)]
