@@ -28,6 +28,7 @@ from service.storage import ObjectNotFound
 router = APIRouter(prefix="/v1/magnetograms", tags=["magnetograms"])
 
 MAX_LIMIT = 1000
+DATE_TIME = {"format": "date-time"}  # in the OpenAPI: clients and fuzzers know what to send
 NOT_FOUND = {404: {"model": ErrorBody}}
 
 
@@ -67,9 +68,9 @@ def search(
     request: Request,
     session: SessionDep,
     base: BaseUrlDep,
-    start: Annotated[str | None, Query(max_length=MAX_TIME_CHARS,
+    start: Annotated[str | None, Query(max_length=MAX_TIME_CHARS, json_schema_extra=DATE_TIME,
                                        description=f"ISO 8601, inclusive ({TIME_RANGE})")] = None,
-    end: Annotated[str | None, Query(max_length=MAX_TIME_CHARS,
+    end: Annotated[str | None, Query(max_length=MAX_TIME_CHARS, json_schema_extra=DATE_TIME,
                                      description=f"ISO 8601, exclusive ({TIME_RANGE})")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     cursor: CursorParam = None,
