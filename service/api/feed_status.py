@@ -88,7 +88,7 @@ def _reasons(s: FeedStatus, runtime: AppState | None, stale_after_s: float) -> l
                            + (f": {s.pipeline_detail}" if s.pipeline_detail else ""))
         elif not s.model_loaded:
             reasons.append(_no_model(s))
-        if s.pipeline == "running":
+        if s.pipeline in ("running", None):
             if s.last_tick_error:
                 reasons.append(f"the last scheduler tick failed: {s.last_tick_error}")
             if s.leader is False:

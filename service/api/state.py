@@ -37,9 +37,10 @@ class AppState:
         Wall time (UTC) that product was committed.
     last_tick_at : datetime or None
         Wall time (UTC) the scheduler last ran.
-    pipeline : str
-        The pipeline's phase: ``starting`` (loading the model), ``running``,
-        ``stopping``, ``stopped`` or ``failed`` (then ``pipeline_detail`` says why).
+    pipeline : str or None
+        The pipeline process's phase: ``starting`` (loading the model), ``running``,
+        ``stopping``, ``stopped`` or ``failed`` (then ``pipeline_detail`` says why);
+        None when no pipeline process reports here (a pipeline run in-process, tests).
     pipeline_detail : str or None
         Why the pipeline stopped or failed.
     leader : bool or None
@@ -53,7 +54,7 @@ class AppState:
     last_product_obs_time: datetime | None = None
     last_product_committed_at: datetime | None = None
     last_tick_at: datetime | None = None
-    pipeline: PipelinePhase = "starting"
+    pipeline: PipelinePhase | None = None
     pipeline_detail: str | None = None
     leader: bool | None = None
     last_tick_error: str | None = None
