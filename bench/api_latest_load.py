@@ -228,7 +228,7 @@ def _prefetch(archive: str) -> int:
     """Download every listed frame once, so the replay renders them before the measurement."""
     from datetime import UTC, datetime, timedelta
 
-    from service.pipeline.source import parse_listing
+    from service.sources.gong.archive import parse_listing
 
     now = datetime.now(UTC)
     n = 0

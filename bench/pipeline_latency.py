@@ -50,8 +50,8 @@ def _model(tmp: Path) -> Path | None:
 
 
 def run() -> dict:
-    from service.pipeline.job import process_minute
-    from service.pipeline.replay import ReplayArchive, serve_in_thread
+    from service.devtools.replay import ReplayArchive, serve_in_thread
+    from service.pipeline.minute import process_minute
     from service.pipeline.wiring import open_pipeline
     from service.settings import Settings
 
@@ -75,7 +75,7 @@ def run() -> dict:
             providers=os.environ.get("SYNMAG_PROVIDERS", "CPUExecutionProvider"),
         )
         pipeline = open_pipeline(settings)
-        ctx, archive, runtime = pipeline.ctx, pipeline.ctx.archive, pipeline.runtime
+        ctx, archive, runtime = pipeline.ctx, pipeline.ctx.sources["gong"], pipeline.runtime
         for frame in replay.published():  # render the frames now: time transfers, not the replay
             replay.frame_bytes(frame)
         try:

@@ -24,10 +24,10 @@ def _best(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
 
 
 def run() -> dict[str, Any]:
-    from service.science.gong import read_gong
-    from service.science.gong_writer import synthetic_disk, write_gong_frame
+    from service.devtools.gong_writer import synthetic_disk, write_gong_frame
     from service.science.preprocess import postprocess, preprocess
     from service.science.product import product_fits_bytes, quicklook_png_bytes
+    from service.sources.gong.reader import read_gong
 
     raw = write_gong_frame(synthetic_disk(rng=0), "2024-02-16T00:00:02", "B", "hpln", None, rng=1)
     t_read, frame = _best(lambda: read_gong(raw, filename="20240216000002Bh.fits.fz"))

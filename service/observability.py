@@ -16,49 +16,19 @@ import time
 from prometheus_client import REGISTRY as _DEFAULT_REGISTRY
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from service.science import metric_table
+from service.vocabulary import Outcome, Reason, Reference, Stage, UpstreamError, VerificationOutcome
+
 REGISTRY: CollectorRegistry = _DEFAULT_REGISTRY
 
-# Pipeline stages timed per frame, in the order they run.
-STAGES = ("download", "decode", "gate", "preprocess", "inference", "write")
-
-# Why a frame did not become a product. Reader reasons (science.gong), gate
-# reasons (science.quality), the pipeline's own (download, selection, output).
-REJECTION_REASONS = (
-    # reader
-    "corrupt_fits",
-    "truncated",
-    "wrong_shape",
-    "missing_keys",
-    "absurd_header",
-    # quality gate
-    "eclipse",
-    "filter_error",
-    "low_sharpness",
-    "bright_sky",
-    "bad_limb_fit",
-    "nan_pixels",
-    "saturated_pixels",
-    # forward transform (science.preprocess)
-    "flat_disk",
-    # pipeline
-    "not_selected",
-    "download_failed",
-    "not_found",
-    "size_mismatch",
-    "nan_output",
-    "processing_failed",
-    "other",
-)
-
-# Kinds of upstream (archive) failures, as classified by pipeline.source.
-UPSTREAM_ERROR_KINDS = ("timeout", "connection", "http_5xx", "http_4xx", "not_found", "truncated")
-
-# Outcome of one observation minute (pipeline.job.MinuteOutcome.outcome).
-RUN_OUTCOMES = ("product", "exists", "repaired", "no_frames", "rejected", "retry", "failed", "no_model")
-
-# Verification scores exported per metric (service.science.metrics keys).
-VERIFICATION_METRICS = ("psnr", "ssim", "r", "r_bin8", "ppa_10", "tumf_ratio", "netflux_ratio")
-VERIFICATION_REFERENCES = ("model", "zero", "persistence")
+# The label values come from the one vocabulary (service.vocabulary); the verification
+# metrics from the one metric table (service.science.metric_table).
+STAGES = tuple(Stage)
+REJECTION_REASONS = tuple(Reason)
+UPSTREAM_ERROR_KINDS = tuple(UpstreamError)
+RUN_OUTCOMES = tuple(Outcome)
+VERIFICATION_REFERENCES = tuple(Reference)
+VERIFICATION_OUTCOMES = tuple(VerificationOutcome)
 
 # Histogram buckets: stages run from milliseconds (gate) to tens of seconds
 # (a slow upstream download, CPU inference of a 1024x1024 U-Net).
@@ -124,7 +94,6 @@ verification_last_timestamp_seconds = Gauge(
 verification_total = Counter(
     "synmag_verification_total", "Products verified against HMI, by outcome", ["outcome"]
 )
-VERIFICATION_OUTCOMES = ("scored", "no_truth", "failed")
 
 
 _newest_obs_unix = 0.0
@@ -142,14 +111,19 @@ def init_metrics() -> None:
         runs_total.labels(outcome=outcome)
     for outcome in VERIFICATION_OUTCOMES:
         verification_total.labels(outcome=outcome)
-    for metric in VERIFICATION_METRICS:
+    for metric in verification_metrics():
         for reference in VERIFICATION_REFERENCES:
             verification_score.labels(metric=metric, reference=reference).set(float("nan"))
 
 
+def verification_metrics() -> tuple[str, ...]:
+    """Label values of ``synmag_verification_score{metric}``: the metric table's live metrics."""
+    return tuple(m.name for m in metric_table.live_metrics())
+
+
 def reject(reason: str) -> None:
     """Count one rejected frame; unknown reasons are counted as ``other``."""
-    frames_rejected_total.labels(reason=reason if reason in REJECTION_REASONS else "other").inc()
+    frames_rejected_total.labels(reason=Reason.of(reason)).inc()
 
 
 def observe_stage(stage: str, seconds: float) -> None:

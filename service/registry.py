@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -58,19 +57,17 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import make_engine, session_scope
 from service.db.models import ModelEvent, ModelVersion
-from service.db.types import utcnow
+from service.db.types import json_safe, utcnow
 from service.errors import FatalError, SynmagError, UsageError
+from service.science.metric_table import Metric, gate_metrics
 from service.storage import ObjectStore, model_key, open_store
+from service.vocabulary import ModelStatus
 
 if TYPE_CHECKING:
     from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-GATE_METRICS: tuple[tuple[str, str], ...] = (
-    ("r_bin8", "8x8-binned Pearson r, full disk"),
-    ("ar_ppa_20", "pixel polarity agreement at |B| >= 20 G, active regions"),
-)
 BASELINES = ("zero", "persistence")
 DEFAULT_TOLERANCE = 0.02
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
@@ -110,19 +107,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf replaced by ``None`` and tuples by lists (JSONB-safe)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return json_safe(value.item())
-    return value
-
-
 def onnx_metadata(path: Path) -> dict[str, str]:
     """The ONNX file's string metadata props (``synmag.*``)."""
     try:
@@ -137,32 +121,12 @@ def onnx_metadata(path: Path) -> dict[str, str]:
         return dict(session.get_modelmeta().custom_metadata_map)
 
 
-def _value(block: Mapping[str, Any] | None, name: str) -> tuple[bool, float | None]:
+def _value(block: Mapping[str, Any] | None, metric: Metric) -> tuple[bool, float | None]:
     """(present, value) of a gate metric in a metrics block; ``None`` for NaN/null."""
     if not isinstance(block, Mapping):
         return False, None
-    if name.startswith("ar_ppa_"):
-        threshold = name.rsplit("_", 1)[1]
-        nested = block.get("ar_ppa")
-        if isinstance(nested, Mapping) and threshold in nested:
-            raw: Any = nested[threshold]
-        elif name in block:
-            raw = block[name]
-        else:
-            return False, None
-    elif name in block:
-        raw = block[name]
-    else:
-        return False, None
-    if isinstance(raw, Mapping):
-        raw = raw.get("mean")
-    if raw is None:
-        return True, None
-    try:
-        number = float(raw)
-    except (TypeError, ValueError):
-        return False, None
-    return True, number if math.isfinite(number) else None
+    present = metric.name in block or metric.key.split(".")[0] in block
+    return present, metric.read(block) if present else None
 
 
 def model_to_dict(mv: ModelVersion) -> dict[str, Any]:
@@ -188,6 +152,22 @@ def model_to_dict(mv: ModelVersion) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- registry
+def model_file(spec: str | None) -> Path | None:
+    """``spec`` (``--model``, ``SYNMAG_MODEL``) as an ONNX file, or None when it names a version.
+
+    The one rule for "path or version": an existing file is a path; a missing one that looks
+    like a path (``.onnx``, a ``/``) is a mistake (``UsageError``); anything else is a version id.
+    """
+    if spec is None:
+        return None
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if spec.endswith(".onnx") or "/" in spec:
+        raise UsageError(f"no such model file: {spec}")
+    return None
+
+
 class Registry:
     """Registered model versions in the database and object store of ``settings``.
 
@@ -228,7 +208,7 @@ class Registry:
     def production(self) -> ModelVersion | None:
         """The version in production, or ``None``."""
         with session_scope(self.engine) as s:
-            return s.scalars(select(ModelVersion).where(ModelVersion.status == "production")).first()
+            return s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)).first()
 
     def _require(self, s: Session, version: str) -> ModelVersion:
         mv = s.get(ModelVersion, version)
@@ -306,7 +286,7 @@ class Registry:
             config=json_safe(dict(config)) if config is not None else None,
             lineage=json_safe(dict(lineage)),
             preprocess_version=meta.get("synmag.preprocess_version"),
-            status="candidate",
+            status=ModelStatus.CANDIDATE,
             created_at=now,
         )
         try:
@@ -335,7 +315,7 @@ class Registry:
         checks: dict[str, Any] = {"tolerance": tolerance}
         with session_scope(self.engine) as s:
             mv = self._require(s, version)
-            prod = s.scalars(select(ModelVersion).where(ModelVersion.status == "production")).first()
+            prod = s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)).first()
             metrics = mv.metrics or {}
             model_block = metrics.get("model")
             baselines = metrics.get("baselines") or {}
@@ -343,22 +323,23 @@ class Registry:
                 reasons.append(
                     f"preprocess_version {mv.preprocess_version!r} != service's {PREPROCESS_VERSION!r}"
                 )
-            for name, label in GATE_METRICS:
-                present, value = _value(model_block, name)
+            for metric in gate_metrics():
+                name, label = metric.name, metric.label
+                present, value = _value(model_block, metric)
                 entry: dict[str, Any] = {"model": value}
                 checks[name] = entry
                 if not present or value is None:
                     reasons.append(f"model {name} ({label}) missing or not finite")
                     continue
                 for base in BASELINES:
-                    b_present, b_value = _value(baselines.get(base), name)
+                    b_present, b_value = _value(baselines.get(base), metric)
                     entry[base] = b_value
                     if not b_present:
                         reasons.append(f"baseline {base} {name} missing")
                     elif b_value is not None and not value > b_value:
                         reasons.append(f"{name} {value:.4f} does not beat {base} {b_value:.4f}")
                 if prod is not None and prod.version != mv.version:
-                    p_present, p_value = _value((prod.metrics or {}).get("model"), name)
+                    p_present, p_value = _value((prod.metrics or {}).get("model"), metric)
                     entry["production"] = p_value
                     entry["production_version"] = prod.version
                     if p_present and p_value is not None and value < p_value - tolerance:
@@ -383,12 +364,12 @@ class Registry:
                 raise GateFailed(version, result.reasons)
         with session_scope(self.engine) as s:
             mv = self._require(s, version)
-            if mv.status == "production":
+            if mv.status == ModelStatus.PRODUCTION:
                 return mv
             self._lock_production(s)
-            for old in s.scalars(select(ModelVersion).where(ModelVersion.status == "production")):
-                old.status = "retired"
-            mv.status = "production"
+            for old in s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)):
+                old.status = ModelStatus.RETIRED
+            mv.status = ModelStatus.PRODUCTION
             mv.promoted_at = utcnow()
             s.add(ModelEvent(version=version, action="promote", detail={"force": force}))
         log.info("model %s promoted to production%s", version, " (forced)" if force else "")
@@ -404,7 +385,7 @@ class Registry:
         """Put the previous production version back; the current one becomes ``rejected``."""
         with session_scope(self.engine) as s:
             self._lock_production(s)
-            current = s.scalars(select(ModelVersion).where(ModelVersion.status == "production")).first()
+            current = s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)).first()
             if current is None:
                 raise UsageError("no production model version to roll back")
             promoted = s.scalars(
@@ -417,13 +398,13 @@ class Registry:
                 if candidate == current.version:
                     continue
                 mv = s.get(ModelVersion, candidate)
-                if mv is not None and mv.status == "retired":
+                if mv is not None and mv.status == ModelStatus.RETIRED:
                     previous = mv
                     break
             if previous is None:
                 raise UsageError(f"no earlier production version to roll back to from {current.version}")
-            current.status = "rejected"
-            previous.status = "production"
+            current.status = ModelStatus.REJECTED
+            previous.status = ModelStatus.PRODUCTION
             previous.promoted_at = utcnow()
             s.add(ModelEvent(version=current.version, action="rollback", detail={"to": previous.version}))
             s.add(ModelEvent(version=previous.version, action="rollback_to", detail={"from": current.version}))
@@ -449,14 +430,12 @@ class Registry:
                     "no production model: register and promote one (make retrain) or pass --model"
                 )
             return self._fetch(prod)
-        path = Path(spec).expanduser()
-        if path.is_file():
+        path = model_file(spec)
+        if path is not None:
             return path
         with session_scope(self.engine) as s:
             mv = s.get(ModelVersion, spec)
             if mv is None:
-                if spec.endswith(".onnx") or "/" in spec:
-                    raise UsageError(f"no such model file: {spec}")
                 raise UsageError(f"unknown model version {spec!r}; known: {self._known(s)}")
         return self._fetch(mv)
 
@@ -515,7 +494,7 @@ class Registry:
         sha = file_sha256(onnx_path)
         with session_scope(self.engine) as s:
             known = s.scalars(select(ModelVersion).where(ModelVersion.sha256 == sha)).first()
-            if known is not None and known.status == "rejected":
+            if known is not None and known.status == ModelStatus.REJECTED:
                 log.warning("bundled model %s was rolled back (rejected); not promoting it", known.version)
                 return None
         metrics: dict[str, Any] = {}

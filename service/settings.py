@@ -11,7 +11,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
 
     # --- upstream ----------------------------------------------------------
+    # NoDecode: SYNMAG_FRAME_SOURCES is "gong" or "gong,other" (split below), not JSON.
+    frame_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["gong"],
+        description="Registered frame sources (service.sources) the feed lists, in order",
+    )
     gong_base_url: str = Field(default="https://gong2.nso.edu", description="NSO GONG archive root")
     http_timeout_s: float = Field(default=30.0, gt=0, description="limit on one whole HTTP request (not per read)")
     http_retries: int = Field(default=4, ge=0, le=20)
@@ -101,8 +106,15 @@ class Settings(BaseSettings):
         default=None, description="Base URL of the links the API hands out; unset: relative links (never the Host header)"
     )
     stale_after_s: float = Field(default=300.0, gt=0, description="Feed older than this is not ready")
-    truth_source: Literal["none", "local", "jsoc"] = "none"
-    truth_dir: Path | None = None
+    truth_source: str = Field(
+        default="none",
+        description="Magnetogram source products are verified against: none, or a registered one "
+        "(jsoc, dir, replay; service.sources)",
+    )
+    truth_dir: Path | None = Field(default=None, description="Folder of the 'dir' truth source")
+    truth_url: str | None = Field(
+        default=None, description="Root URL of the 'replay' truth source (the replay archive)"
+    )
 
     # --- logging -----------------------------------------------------------
     log_level: str = "INFO"
@@ -116,6 +128,15 @@ class Settings(BaseSettings):
             value = [p.strip() for p in value.split(",") if p.strip()]
         if isinstance(value, list):
             return [PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in value]
+        return value
+
+    @field_validator("frame_sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, list) and not value:
+            raise ValueError("SYNMAG_FRAME_SOURCES must name at least one frame source")
         return value
 
     @field_validator("store_url")

@@ -54,8 +54,8 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
 
     from service.db import InputFrame, ModelVersion, Product, make_engine, session_scope
     from service.db.migrate import upgrade
+    from service.devtools.gong_writer import gong_filename, synthetic_disk, write_gong_frame
     from service.science.cycles import cycle_of, polarity_sign
-    from service.science.gong_writer import gong_filename, synthetic_disk, write_gong_frame
     from service.science.preprocess import PREPROCESS_VERSION, ModelGeometry
     from service.science.product import product_fits_bytes, quicklook_png_bytes
     from service.storage import open_store, product_key, raw_key, sha256_hex
@@ -83,17 +83,17 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
                       "model_cycle": 24, "frame_cycle": cycle_of(t), "polarity_sign": polarity_sign(t, 24)}
         fits_bytes = product_fits_bytes(gauss, geometry, provenance)
         png_bytes = quicklook_png_bytes(gauss, title=f"synmag {t:%Y-%m-%d %H:%M} UTC", dpi=40)
-        fits_uri = store.put(product_key(t, "L", MODEL_VERSION, "fits"), fits_bytes, "application/fits")
-        png_uri = store.put(product_key(t, "L", MODEL_VERSION, "png"), png_bytes, "image/png")
-        raw_uri = store.put(raw_key(t, filename), raw) if raw is not None else None
+        fits_uri = store.put(product_key(t, "gong", "LE", MODEL_VERSION, "fits"), fits_bytes, "application/fits")
+        png_uri = store.put(product_key(t, "gong", "LE", MODEL_VERSION, "png"), png_bytes, "image/png")
+        raw_uri = store.put(raw_key(t, "gong", filename), raw) if raw is not None else None
         with session_scope(engine) as s:
-            frame = InputFrame(filename=filename, url=f"https://gong2.nso.edu/{filename}", site="LE",
-                               site_letter="L", obs_time=t, obs_minute=t, sha256=sha256_hex(raw or b""),
+            frame = InputFrame(source="gong", filename=filename, url=f"https://gong2.nso.edu/{filename}", site="LE",
+                               obs_time=t, obs_minute=t, sha256=sha256_hex(raw or b""),
                                size_bytes=len(raw or b""), raw_uri=raw_uri, header_generation="gongx",
                                quality={"accepted": True, "score": 0.9}, accepted=True)
             s.add(frame)
             s.flush()
-            product = Product(input_frame_id=frame.id, obs_time=t, obs_minute=t, site="LE",
+            product = Product(source="gong", input_frame_id=frame.id, obs_time=t, obs_minute=t, site="LE",
                               model_version=MODEL_VERSION, preprocess_version=PREPROCESS_VERSION,
                               polarity_sign=provenance["polarity_sign"], fits_uri=fits_uri, png_uri=png_uri, fits_sha256=sha256_hex(fits_bytes),
                               png_sha256=sha256_hex(png_bytes),

@@ -31,7 +31,7 @@ def write_raw_frame(path: Path, data: np.ndarray, header: fits.Header | None = N
 @pytest.fixture(scope="session")
 def gong_header() -> fits.Header:
     """The real GONG H-alpha header from sunpy's test data (Big Bear, 2024-02-16)."""
-    from service.science.gong_writer import gong_template_header
+    from service.devtools.gong_writer import gong_template_header
 
     return gong_template_header()
 
@@ -39,7 +39,7 @@ def gong_header() -> fits.Header:
 @pytest.fixture(scope="session")
 def synthetic_disk_u8() -> np.ndarray:
     """A dataset-like synthetic H-alpha disk (1024x1024 uint8), fixed seed."""
-    from service.science.gong_writer import synthetic_disk
+    from service.devtools.gong_writer import synthetic_disk
 
     return synthetic_disk(rng=0)
 
@@ -50,9 +50,9 @@ def synthetic_frame_path(
 ) -> Callable[..., Path]:
     """Factory: ``make(generation="gongx", obs_time=..., site_letter="B", **kw) -> Path``.
 
-    Extra keywords go to :func:`service.science.gong_writer.write_gong_frame`.
+    Extra keywords go to :func:`service.devtools.gong_writer.write_gong_frame`.
     """
-    from service.science.gong_writer import write_gong_frame
+    from service.devtools.gong_writer import write_gong_frame
 
     def make(
         generation: str = "gongx",
@@ -78,8 +78,8 @@ def real_frame_paths(
 
     The observation time is the dataset file's; the site is Big Bear.
     """
+    from service.devtools.gong_writer import write_gong_frame
     from service.science.dataset import pair_time, read_halpha_u8
-    from service.science.gong_writer import write_gong_frame
 
     image = read_halpha_u8(val_pair[0])
     when = pair_time(val_pair[0])

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import func, select
 
 from service.db import session_scope
-from service.pipeline.job import PipelineContext
-from service.pipeline.replay import Faults, ReplayArchive, serve_in_thread
+from service.devtools.replay import Faults, ReplayArchive, serve_in_thread
+from service.pipeline.context import PipelineContext
 from service.pipeline.wiring import open_pipeline
 from service.settings import Settings
 

@@ -22,22 +22,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from service.science.metric_table import METRICS
+from service.science.metrics import PPA_THRESHOLDS_G
 from training.evaluate import PAPER
 
-PPA_KEYS = ("0", "5", "10", "20", "30", "40", "50")
-# (key in the metrics block, label, paper key or None)
-ROWS = [
-    ("psnr", "PSNR full disk (dB)", "psnr"),
-    ("ssim", "SSIM full disk", "ssim"),
-    ("r", "r full disk", None),
-    ("r_bin8", "r 8x8 bins, full disk", "cc_bin8"),
-    ("tumf_ratio", "unsigned flux ratio", None),
-    ("netflux_ratio", "net flux ratio", None),
-    ("ar_psnr", "PSNR active regions (dB)", "ar_psnr"),
-    ("ar_ssim", "SSIM active regions", "ar_ssim"),
-    ("ar_r", "r active regions", None),
-    ("region_sign_agreement", "AR net-flux sign agreement", None),
-]
+PPA_KEYS = tuple(str(t) for t in PPA_THRESHOLDS_G)
+# Table 1's rows: the metric table's scalar metrics (the PPA family has its own table).
+ROWS = [m for m in METRICS if "." not in m.key]
+# Where the paper's name for a metric differs from ours (theirs is (1 + r) / 2: see evaluate.PAPER).
+PAPER_NAMES = {"r_bin8": "cc_bin8"}
 
 
 def load_report(run_dir: str | Path) -> dict[str, Any]:
@@ -87,8 +80,9 @@ def metric_tables(seeds: list[dict[str, Any]], ablation: list[dict[str, Any]], s
     head = ["metric", f"Model B ({len(seeds)} seeds)", "shipped", "Model A", "zero map",
             "rotated persistence", "paper B (test, their code)"]
     rows = []
-    for key, label, paper_key in ROWS:
-        paper = PAPER["model_B"].get(paper_key) if paper_key else None
+    for metric in ROWS:
+        key, label = metric.key, metric.label + (f" ({metric.unit})" if metric.unit else "")
+        paper = PAPER["model_B"].get(PAPER_NAMES.get(key, key))
         rows.append([
             label, over_runs(seeds, key), over_runs([shipped], key),
             over_runs(ablation, key) if ablation else "not run",

@@ -28,6 +28,8 @@ def for_each_frame(paths: Iterable[Path], work: Callable[[Path], str]) -> int:
             print(f"{path}: {exc}", file=sys.stderr)
         except OSError as exc:
             print(f"{path}: cannot read or write: {exc.strerror or exc}", file=sys.stderr)
+        except Exception as exc:  # a bug on one frame must not cost the others
+            print(f"{path}: failed ({type(exc).__name__}: {exc})", file=sys.stderr)
         else:
             print(f"{path} -> {done}")
             continue

@@ -93,27 +93,25 @@ def _clean(value: Any) -> Any:
 
 
 def _table(result: dict[str, Any]) -> str:
+    """The metric table's metrics (``service.science.metric_table``), then PPA by threshold."""
+    from service.science.metric_table import METRICS
+
     def f(v: Any, fmt: str = ".4f") -> str:
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    lines = [
-        f"pixels on disk   {result['n_pixels']}",
-        f"r                {f(result['r'])}",
-        f"r (8x8 bins)     {f(result['r_bin8'])}",
-        f"PSNR (dB, 400 G) {f(result['psnr'], '.2f')}",
-        f"SSIM             {f(result['ssim'])}",
-        f"TUMF ratio       {f(result['tumf_ratio'])}",
-        f"net flux ratio   {f(result['netflux_ratio'])}",
+    lines = [f"{'pixels on disk':<50} {result['n_pixels']}"]
+    for metric in METRICS:
+        if metric.regions and "n_regions" not in result:
+            continue
+        unit = f" ({metric.unit})" if metric.unit else ""
+        lines.append(f"{metric.label + unit:<50} {metric.format(metric.read(result))}")
+    lines += [
         "PPA  " + "  ".join(f"{k:>5} G" for k in result["ppa"]),
         "     " + "  ".join(f"{f(v, '7.3f')}" for v in result["ppa"].values()),
     ]
     if "n_regions" in result:
         lines += [
-            f"active regions   {result['n_regions']}",
-            f"AR r             {f(result['ar_r'])}",
-            f"AR PSNR (dB)     {f(result['ar_psnr'], '.2f')}",
-            f"AR SSIM          {f(result['ar_ssim'])}",
-            f"AR sign agree    {f(result['region_sign_agreement'], '.3f')}",
+            f"{'active regions':<50} {result['n_regions']}",
             "AR PPA " + " ".join(f"{f(v, '7.3f')}" for v in result["ar_ppa"].values()),
         ]
     return "\n".join(lines)

@@ -269,18 +269,16 @@ def _run(conn: Any, settings: Any, report: _Reports, stop: threading.Event) -> i
     ctx, runtime = pipeline.ctx, pipeline.runtime
     current = runtime.current
     report(("model", current.version, current.providers) if current else ("model", None, []))
-    truth = None
-    if settings.truth_source != "none":
-        from service.verification.truth import open_truth_source
+    from service.sources.registry import open_magnetogram_source
 
-        truth = open_truth_source(settings)
+    truth = open_magnetogram_source(settings)  # None for SYNMAG_TRUTH_SOURCE=none
     scheduler = ReportingScheduler(
         ctx, Leadership(make_leader_lock(settings)), state=_StateRelay(report), truth=truth,
         on_fatal=lambda exc: report(("fatal", str(exc))),
     )
     log.info(
-        "pipeline: archive %s, database %s, store %s, model %s, providers asked %s",
-        settings.gong_base_url, pipeline.engine.url.render_as_string(hide_password=True),
+        "pipeline: sources %s, database %s, store %s, model %s, providers asked %s",
+        ", ".join(ctx.sources), pipeline.engine.url.render_as_string(hide_password=True),
         settings.store_url, runtime.version or "none", ",".join(settings.providers),
     )
     if not stop.is_set():  # a SIGTERM while the model loaded: do not start
@@ -298,7 +296,7 @@ def _run(conn: Any, settings: Any, report: _Reports, stop: threading.Event) -> i
         if message[0] == "metrics":
             report(("metrics", message[1], generate_latest(obs.REGISTRY)))
     report(("pipeline", "stopping", None))
-    ctx.archive.abort()  # a tick sitting out upstream retries gives up now
+    ctx.abort()  # a tick sitting out upstream retries gives up now
     stopper = threading.Thread(target=scheduler.stop, kwargs={"wait": True}, daemon=True)
     stopper.start()
     stopper.join(timeout=max(30.0, settings.http_timeout_s * 2))

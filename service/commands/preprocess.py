@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("frames", nargs="+", type=Path, metavar="FRAME", help="GONG .fits.fz files")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--source", default=None, help="frame source whose files these are (default: the first configured)")
 
 
 def model_input_fits_bytes(model_input: ModelInput, input_file: str, input_sha256: str) -> bytes:
@@ -61,14 +62,17 @@ def main(args: argparse.Namespace) -> int:
     import hashlib
 
     from service.commands.frames import for_each_frame
-    from service.science.gong import read_gong
     from service.science.preprocess import preprocess
+    from service.settings import get_settings
+    from service.sources.registry import frame_reader
+
+    read = frame_reader(args.source or get_settings().frame_sources[0])
 
     args.out.mkdir(parents=True, exist_ok=True)
 
     def work(path: Path) -> str:
         raw = path.read_bytes()
-        model_input = preprocess(read_gong(raw, filename=path.name))
+        model_input = preprocess(read(raw, path.name))
         data = model_input_fits_bytes(model_input, path.name, hashlib.sha256(raw).hexdigest())
         stem = path.name.removesuffix(".fz").removesuffix(".fits")
         target = args.out / f"{stem}_model_input.fits"

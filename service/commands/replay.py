@@ -2,7 +2,7 @@
 
 Serves a folder of GONG ``.fits.fz`` frames, or a dataset split of
 ``*_halpha.webp`` images, in the NSO layout, re-stamped to the current minute
-(see :mod:`service.pipeline.replay`). Point ``SYNMAG_GONG_BASE_URL`` at the
+(see :mod:`service.devtools.replay`). Point ``SYNMAG_GONG_BASE_URL`` at the
 printed URL.
 """
 
@@ -47,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: Any) -> int:
-    from service.pipeline.replay import Faults, ReplayArchive, make_server
+    from service.devtools.replay import Faults, ReplayArchive, make_server
 
     for name in ("fail_every", "truncate_every", "stall_every", "short_file_every", "backlog", "rewind"):
         if getattr(args, name) < 0:

@@ -70,11 +70,9 @@ def _once(settings: Any) -> int:
     if pipeline.bundled is not None:
         log.info("registered the bundled model %s as production", pipeline.bundled.version)
     fatal: list[BaseException] = []
-    truth = None
-    if settings.truth_source != "none":
-        from service.verification.truth import open_truth_source
+    from service.sources.registry import open_magnetogram_source
 
-        truth = open_truth_source(settings)
+    truth = open_magnetogram_source(settings)  # None for SYNMAG_TRUTH_SOURCE=none
     leadership = Leadership(make_leader_lock(settings))
     scheduler = PipelineScheduler(pipeline.ctx, leadership, on_fatal=fatal.append, truth=truth)
     report = scheduler.tick()

@@ -13,7 +13,7 @@ from service.db.models import (
     Rejection,
     Run,
 )
-from service.db.types import utc_minute, utcnow
+from service.db.types import json_safe, utc_minute, utcnow
 
 __all__ = [
     "Base",
@@ -24,6 +24,7 @@ __all__ = [
     "Product",
     "Rejection",
     "Run",
+    "json_safe",
     "make_engine",
     "session_factory",
     "session_scope",

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from service.db.types import JSONDoc, UTCDateTime, utcnow
+from service.vocabulary import MinuteStatus, ModelStatus, RunOutcome, check_in
 
 # Named constraints, so migrations can refer to them on every backend.
 NAMING = {
@@ -40,9 +41,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-MODEL_STATUSES = ("candidate", "production", "retired", "rejected")
-RUN_OUTCOMES = ("product", "skipped", "rejected", "failed")
-MINUTE_STATES = ("pending", "done", "skipped", "rejected", "failed")
+# Frame sources and stations are named by strings of these lengths (service.sources).
+SOURCE_LEN = 32
+SITE_LEN = 16
 
 
 class Base(DeclarativeBase):
@@ -51,15 +52,16 @@ class Base(DeclarativeBase):
 
 
 class InputFrame(Base):
-    """A GONG frame that was downloaded (accepted by the quality gate or not)."""
+    """A frame that was downloaded (accepted by the quality gate or not), unique per source and name."""
 
     __tablename__ = "input_frames"
+    __table_args__ = (UniqueConstraint("source", "filename"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    filename: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(SOURCE_LEN))
+    filename: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(Text)
-    site: Mapped[str] = mapped_column(String(2))
-    site_letter: Mapped[str] = mapped_column(String(1))
+    site: Mapped[str] = mapped_column(String(SITE_LEN))
     obs_time: Mapped[datetime]
     obs_minute: Mapped[datetime] = mapped_column(index=True)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -79,9 +81,10 @@ class Rejection(Base):
     __tablename__ = "rejections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str | None] = mapped_column(String(SOURCE_LEN))
     filename: Mapped[str | None] = mapped_column(String(64), index=True)
     url: Mapped[str | None] = mapped_column(Text)
-    site: Mapped[str | None] = mapped_column(String(2))
+    site: Mapped[str | None] = mapped_column(String(SITE_LEN))
     obs_time: Mapped[datetime | None]
     obs_minute: Mapped[datetime | None] = mapped_column(index=True)
     stage: Mapped[str] = mapped_column(String(32))
@@ -95,9 +98,7 @@ class ModelVersion(Base):
 
     __tablename__ = "model_versions"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('candidate', 'production', 'retired', 'rejected')", name="status"
-        ),
+        CheckConstraint(check_in("status", ModelStatus), name="status"),
     )
 
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -108,7 +109,7 @@ class ModelVersion(Base):
     config: Mapped[dict[str, Any] | None]
     lineage: Mapped[dict[str, Any]]
     preprocess_version: Mapped[str | None] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="candidate", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.CANDIDATE, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[datetime | None]
     gate: Mapped[dict[str, Any] | None]
@@ -139,7 +140,8 @@ class Product(Base):
     input_frame_id: Mapped[int] = mapped_column(ForeignKey("input_frames.id"))
     obs_time: Mapped[datetime]
     obs_minute: Mapped[datetime] = mapped_column(index=True)
-    site: Mapped[str] = mapped_column(String(2))
+    source: Mapped[str] = mapped_column(String(SOURCE_LEN))
+    site: Mapped[str] = mapped_column(String(SITE_LEN))
     model_version: Mapped[str] = mapped_column(ForeignKey("model_versions.version"))
     preprocess_version: Mapped[str] = mapped_column(String(16))
     # The model output x this is the product (service.science.cycles): -1 on frames of the
@@ -162,10 +164,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint(
-            "outcome IS NULL OR outcome IN ('product', 'skipped', 'rejected', 'failed')",
-            name="outcome",
-        ),
+        CheckConstraint(f"outcome IS NULL OR {check_in('outcome', RunOutcome)}", name="outcome"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -186,13 +185,11 @@ class MinuteState(Base):
 
     __tablename__ = "minute_states"
     __table_args__ = (
-        CheckConstraint(
-            "state IN ('pending', 'done', 'skipped', 'rejected', 'failed')", name="state"
-        ),
+        CheckConstraint(check_in("state", MinuteStatus), name="state"),
     )
 
     obs_minute: Mapped[datetime] = mapped_column(primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    state: Mapped[str] = mapped_column(String(16), default=MinuteStatus.PENDING, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     detail: Mapped[str | None] = mapped_column(Text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,3 +55,17 @@ def utc_minute(t: datetime) -> datetime:
     if t.tzinfo is None:
         raise ValueError("utc_minute needs a timezone-aware datetime")
     return t.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf replaced by ``None``, tuples by lists, numpy scalars by Python
+    numbers (JSONB-safe: JSON, and PostgreSQL's JSONB, have no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return value

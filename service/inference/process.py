@@ -1,4 +1,4 @@
-"""One GONG frame -> one product: read, gate, preprocess, predict, postprocess, encode.
+"""One H-alpha frame -> one product: decode, gate, preprocess, inference, postprocess, encode.
 
 ``run_frame`` does the work in memory and returns the FITS and PNG bytes with their
 metadata and per-stage timings; it touches no store and no database, so the CLI
@@ -21,14 +21,20 @@ import numpy as np
 
 from service import __version__
 from service.errors import FrameRejected
+from service.vocabulary import Reason, Stage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    from service.science.frame import HalphaFrame
+
+    Reader = Callable[[bytes, str | None], HalphaFrame]
 
     from service.inference.onnx_model import OnnxGenerator
     from service.science.preprocess import ModelGeometry
 
-STAGES = ("read", "gate", "preprocess", "predict", "postprocess", "encode")
+# The stages run_frame times (service.vocabulary.Stage), in order.
+STAGES = (Stage.DECODE, Stage.GATE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCESS, Stage.ENCODE)
 
 
 @dataclass
@@ -41,7 +47,7 @@ class ProductResult:
         Input file name (no folder).
     input_sha256 : str
     site : str
-        Two-letter GONG site code.
+        The station's code (e.g. GONG ``BB``).
     obs_time : str
         ISO UTC observation time of the input frame.
     model_version, model_sha256 : str
@@ -54,7 +60,7 @@ class ProductResult:
         The gate's score of the frame.
     fits_bytes, png_bytes : bytes
     gauss : numpy.ndarray
-        The magnetogram, float32 Gauss, model-frame row order (row 0 = north), NaN off disk.
+        The magnetogram, float32 Gauss, model-frame row order (FITS: row 0 = south), NaN off disk.
     timings : dict
         Seconds per stage (``STAGES``).
     fits_path, png_path : pathlib.Path or None
@@ -103,20 +109,24 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def run_frame(
-    source: str | Path | bytes,
+    file: str | Path | bytes,
     model: OnnxGenerator,
     *,
+    reader: Reader,
     filename: str | None = None,
     thresholds: Any = None,
 ) -> ProductResult:
-    """Make a product from one GONG frame, in memory.
+    """Make a product from one frame file, in memory.
 
     Parameters
     ----------
-    source : str, pathlib.Path or bytes
-        The ``.fits.fz`` file or its content.
+    file : str, pathlib.Path or bytes
+        The frame file (e.g. a GONG ``.fits.fz``) or its content.
     model : OnnxGenerator
         The loaded generator.
+    reader : callable
+        ``reader(data, name) -> HalphaFrame``: the frame source's reader
+        (:meth:`service.sources.base.FrameSource.read`).
     filename : str, optional
         Original file name when ``source`` is bytes (recorded in the product).
     thresholds : optional
@@ -128,16 +138,18 @@ def run_frame(
         The frame cannot be read, fails the quality gate (``reason`` = the gate's first
         reason, all of them in ``detail``) or cannot be preprocessed.
     """
-    from service.science.gong import read_gong
     from service.science.quality import gate
 
     timings: dict[str, float] = {}
-    with _timed(timings, "read"):
-        raw = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
-        name = filename or (Path(source).name if isinstance(source, (str, Path)) else None)
+    with _timed(timings, Stage.DECODE):
+        try:
+            raw = Path(file).read_bytes() if isinstance(file, (str, Path)) else bytes(file)
+        except OSError as exc:
+            raise FrameRejected(Reason.CORRUPT_FITS, f"cannot read {file}: {exc}") from exc
+        name = filename or (Path(file).name if isinstance(file, (str, Path)) else None)
         sha256 = hashlib.sha256(raw).hexdigest()
-        frame = read_gong(raw, filename=name)
-    with _timed(timings, "gate"):
+        frame = reader(raw, name)
+    with _timed(timings, Stage.GATE):
         verdict = gate(frame, thresholds) if thresholds is not None else gate(frame)
         if not verdict.accepted:
             reasons = list(verdict.reasons) or ["rejected"]
@@ -171,18 +183,18 @@ def product_from_frame(
 
     timings = {} if timings is None else timings
     sha256 = input_sha256
-    with _timed(timings, "preprocess"):
+    with _timed(timings, Stage.PREPROCESS):
         model_input = preprocess(frame)
-    with _timed(timings, "predict"):
+    with _timed(timings, Stage.INFERENCE):
         y = model.predict(model_input.image)
-    with _timed(timings, "postprocess"):
+    with _timed(timings, Stage.POSTPROCESS):
         # The model's signs follow the Hale's law it learned; negated in a cycle of the
         # other parity (service.science.cycles). Unknown convention: kept as they are.
         obs_time = model_input.geometry.obs_time
         model_cycle = model.solar_cycle
         sign = 1 if model_cycle is None else polarity_sign(obs_time, model_cycle)
         gauss = postprocess(y * sign, model_input.geometry)
-    with _timed(timings, "encode"):
+    with _timed(timings, Stage.ENCODE):
         provenance = {
             "input_file": input_file,
             "input_sha256": sha256,
@@ -219,10 +231,11 @@ def product_from_frame(
 
 
 def process_frame(
-    source: str | Path | bytes,
+    file: str | Path | bytes,
     model: OnnxGenerator,
     out_dir: str | Path,
     *,
+    reader: Reader,
     filename: str | None = None,
     thresholds: Any = None,
 ) -> ProductResult:
@@ -230,7 +243,7 @@ def process_frame(
 
     Existing files are never overwritten (``FileExistsError``).
     """
-    result = run_frame(source, model, filename=filename, thresholds=thresholds)
+    result = run_frame(file, model, reader=reader, filename=filename, thresholds=thresholds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -243,6 +256,6 @@ def process_frame(
         fh.write(result.fits_bytes)
     with open(png_path, "xb") as fh:
         fh.write(result.png_bytes)
-    result.timings["write"] = time.perf_counter() - start
+    result.timings[Stage.WRITE] = time.perf_counter() - start
     result.fits_path, result.png_path = fits_path, png_path
     return result

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import MinuteState
-from service.pipeline.job import NO_MODEL
 from service.pipeline.select import group_by_minute
-from service.pipeline.source import RemoteFrame
+from service.sources.base import RemoteFrame
+from service.vocabulary import MinuteStatus, Outcome
 
-FINAL_STATES = ("done", "skipped", "rejected", "failed")
+FINAL_STATES = (MinuteStatus.DONE, MinuteStatus.SKIPPED, MinuteStatus.REJECTED, MinuteStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,10 @@ def plan(
             continue
         info = states.get(minute)
         if info is not None:
-            redo_no_model = info.state == "skipped" and info.detail == NO_MODEL and model_loaded
+            redo_no_model = info.state == MinuteStatus.SKIPPED and info.detail == Outcome.NO_MODEL and model_loaded
             if info.state in FINAL_STATES and not redo_no_model:
                 continue
-            if info.state == "pending" and info.next_attempt_at is not None and info.next_attempt_at > now:
+            if info.state == MinuteStatus.PENDING and info.next_attempt_at is not None and info.next_attempt_at > now:
                 continue
         due.append(minute)
     due.sort(reverse=True)

@@ -22,21 +22,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from service.db import InputFrame, Product, session_scope
 from service.errors import FatalError, FrameRejected
-from service.pipeline.job import (
-    MinuteOutcome,
-    PipelineContext,
+from service.pipeline.candidates import (
+    Candidate,
     archived_candidate,
     decode_and_gate,
-    existing_product,
     gate_thresholds,
-    store_product,
 )
+from service.pipeline.context import PipelineContext
+from service.pipeline.minute import MinuteOutcome, exists_outcome
+from service.pipeline.products import existing_product, store_product
+from service.pipeline.records import add_product
 from service.pipeline.runtime import LoadedModel
-from service.pipeline.select import Candidate
+from service.vocabulary import Outcome, Stage
 
 
 def source_frames(ctx: PipelineContext, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
@@ -79,29 +79,32 @@ def reprocess(
 
 def reprocess_minute(ctx: PipelineContext, minute: datetime, frame_id: int, model: LoadedModel) -> MinuteOutcome:
     """The product of ``model`` for ``minute`` from input frame ``frame_id`` (see the module docstring)."""
-    existing = existing_product(ctx, minute, model.version)
-    if existing is not None:
-        return MinuteOutcome(minute, "exists", site=existing.site, product_id=existing.id, model_version=model.version)
+    if existing_product(ctx, minute, model.version) is not None:
+        return exists_outcome(ctx, minute, model.version)
     with session_scope(ctx.sessions) as session:
         frame = session.get(InputFrame, frame_id)
         assert frame is not None  # products.input_frame_id is a foreign key
-        filename, sha, raw_uri = frame.filename, frame.sha256, frame.raw_uri
-    out = MinuteOutcome(minute, "failed", filename=filename, model_version=model.version)
+        filename, sha, raw_uri, source_name = frame.filename, frame.sha256, frame.raw_uri, frame.source
+    out = MinuteOutcome(minute, Outcome.FAILED, filename=filename, model_version=model.version)
+    source = ctx.sources.get(source_name)
+    if source is None:
+        out.detail = f"frame source {source_name!r} of {filename} is not configured (SYNMAG_FRAME_SOURCES)"
+        return out
     t0 = time.perf_counter()
     try:
-        candidate = archived_candidate(ctx, filename, sha, raw_uri)
+        candidate = archived_candidate(ctx.store, source, filename, sha, raw_uri)
     except FatalError as exc:
         out.detail = str(exc)
         return out
-    candidate.timings["download"] = time.perf_counter() - t0
-    decode_and_gate(candidate, gate_thresholds(ctx.settings))
+    candidate.timings[Stage.DOWNLOAD] = time.perf_counter() - t0
+    decode_and_gate(candidate, source, gate_thresholds(ctx.settings))
     if not candidate.usable:
-        out.outcome, out.detail = "rejected", f"{', '.join(candidate.reasons)} ({candidate.detail or 'refused'})"
+        out.outcome, out.detail = Outcome.REJECTED, f"{', '.join(candidate.reasons)} ({candidate.detail or 'refused'})"
         return out
     try:
         return _make(ctx, minute, candidate, frame_id, model)
     except FrameRejected as exc:  # refused by the forward transform or the model's output
-        out.outcome, out.detail = "rejected", f"{exc.reason} ({exc.detail})"
+        out.outcome, out.detail = Outcome.REJECTED, f"{exc.reason} ({exc.detail})"
         return out
 
 
@@ -112,14 +115,9 @@ def _make(
     timings = dict(candidate.timings)
     product, how = store_product(ctx, minute, candidate, model, timings)
     product.input_frame_id = frame_id
-    try:
-        with session_scope(ctx.sessions) as session:
-            session.add(product)
-            session.flush()
-            product_id = product.id
-    except IntegrityError:  # another writer committed this key first
-        existing = existing_product(ctx, minute, model.version)
-        return MinuteOutcome(minute, "exists", site=remote.site, filename=remote.name,
-                             product_id=existing.id if existing else None, model_version=model.version)
+    product_id = add_product(ctx, product)
+    if product_id is None:  # another writer committed this key first
+        return exists_outcome(ctx, minute, model.version, remote)
     return MinuteOutcome(minute, how, site=remote.site, filename=remote.name, product_id=product_id,
-                         obs_time=remote.obs_time, model_version=model.version, timings=timings)
+                         obs_time=remote.obs_time, model_version=model.version,
+                         timings={str(k): v for k, v in timings.items()})

@@ -22,11 +22,9 @@ from typing import Any
 from service import observability as obs
 from service.errors import FatalError, ModelIncompatible
 from service.settings import Settings
+from service.vocabulary import GPU_PROVIDERS
 
 log = logging.getLogger(__name__)
-
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider")
-
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -130,12 +128,14 @@ class ModelRuntime:
 
     def _wanted_version(self) -> str | None:
         """Registry version id of the model that should be loaded, or ``None``."""
+        from service.registry import model_file
+
         spec = self.settings.model
         if spec is None:
             production = self.registry.production()
             return production.version if production is not None else None
-        path = Path(spec).expanduser()
-        if not path.is_file():
+        path = model_file(spec)
+        if path is None:
             return spec  # a version id
         if self._path_spec_version is None:
             # A file given by path still gets a registry row: products refer to it by version.
@@ -146,10 +146,9 @@ class ModelRuntime:
         return self._path_spec_version
 
     def _path_of(self, version: str) -> Path:
-        spec = self.settings.model
-        if spec is not None and Path(spec).expanduser().is_file():
-            return Path(spec).expanduser()
-        return Path(self.registry.resolve(version))
+        from service.registry import model_file
+
+        return model_file(self.settings.model) or Path(self.registry.resolve(version))
 
     def _load(self, version: str, path: Path) -> LoadedModel:
         from service.inference.onnx_model import OnnxGenerator

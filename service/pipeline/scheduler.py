@@ -28,9 +28,12 @@ from service import observability as obs
 from service.db import session_scope
 from service.errors import FatalError, RetryableError
 from service.pipeline import catchup
-from service.pipeline.job import MinuteOutcome, PipelineContext, process_minute
+from service.pipeline.context import PipelineContext
 from service.pipeline.leader import Leadership
+from service.pipeline.minute import MinuteOutcome, process_minute
 from service.pipeline.select import group_by_minute
+from service.sources.base import RemoteFrame
+from service.vocabulary import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class PipelineScheduler:
     ----------
     ctx : PipelineContext
     leadership : Leadership
-    truth : service.verification.truth.TruthSource, optional
+    truth : service.sources.magnetograms.base.MagnetogramSource, optional
         When given, each tick ends by verifying a few products against HMI.
     state : service.api.state.AppState, optional
         What the API reports (last tick, newest product).
@@ -69,7 +72,7 @@ class PipelineScheduler:
         truth: Any = None,
     ) -> None:
         self.ctx = ctx
-        self.truth = truth  # service.verification.truth.TruthSource, or None: no verification
+        self.truth = truth  # a MagnetogramSource, or None: no verification
         self.state = state  # service.api.state.AppState, told of ticks and products
         self.leadership = leadership
         self.on_fatal = on_fatal
@@ -105,11 +108,9 @@ class PipelineScheduler:
         self.ctx.runtime.refresh()
         now = self.ctx.now()
         since = catchup.window_start(now, settings.catchup_hours)
-        try:
-            listed = self.ctx.archive.list_recent(now, since, deadline=time.monotonic() + 2 * settings.http_timeout_s)
-        except (RetryableError, FatalError) as exc:
-            log.warning("archive listing failed, nothing to do this tick: %s", exc)
-            return TickReport(leader=True, error=str(exc))
+        listed, errors = self._list(now, since)
+        if errors and not listed:
+            return TickReport(leader=True, error="; ".join(errors))
         with session_scope(self.ctx.sessions) as session:
             states = catchup.load_states(session, since)
         minutes, due = catchup.plan(
@@ -118,7 +119,7 @@ class PipelineScheduler:
         )
         obs.catchup_backlog_minutes.set(due)
         frames = group_by_minute(listed)
-        report = TickReport(leader=True, due=due)
+        report = TickReport(leader=True, due=due, error="; ".join(errors) or None)
         for minute in minutes:
             if self._stop.is_set():
                 break
@@ -126,10 +127,23 @@ class PipelineScheduler:
                 break
             outcome = process_minute(minute, self.ctx, frames[minute])
             report.outcomes.append(outcome)
-            if self.state is not None and outcome.outcome in ("product", "repaired") and outcome.obs_time:
+            if self.state is not None and outcome.outcome in (Outcome.PRODUCT, Outcome.REPAIRED) and outcome.obs_time:
                 self.state.product_committed(outcome.obs_time, datetime.now(UTC))
         self._verify()
         return report
+
+    def _list(self, now: datetime, since: datetime) -> tuple[list[RemoteFrame], list[str]]:
+        """Every source's frames in the window; a source whose listing fails is skipped this tick."""
+        deadline = time.monotonic() + 2 * self.ctx.settings.http_timeout_s
+        listed: list[RemoteFrame] = []
+        errors = []
+        for name, source in self.ctx.sources.items():
+            try:
+                listed.extend(source.list_recent(now, since, deadline=deadline))
+            except (RetryableError, FatalError) as exc:
+                log.warning("%s listing failed, its frames wait for a later tick: %s", name, exc)
+                errors.append(f"{name}: {exc}")
+        return listed, errors
 
     def _verify(self) -> None:
         """Score a few recent products against HMI truth when a truth source is configured."""

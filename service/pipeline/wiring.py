@@ -2,7 +2,7 @@
 
 One place wires settings -> migrations -> engine -> object store -> registry (the
 bundled model registered as production when there is none) -> model runtime ->
-GONG archive -> ``PipelineContext``. ``synmag serve`` runs it at start; the job
+frame sources (``SYNMAG_FRAME_SOURCES``) -> ``PipelineContext``. ``synmag serve`` runs it at start; the job
 tests and the latency bench run the same function, so they exercise the wiring
 production uses rather than a copy of it.
 """
@@ -16,11 +16,11 @@ from sqlalchemy.engine import Engine
 
 from service.db import ModelVersion, make_engine, session_factory
 from service.db.migrate import upgrade
-from service.pipeline.job import PipelineContext
+from service.pipeline.context import PipelineContext
 from service.pipeline.runtime import LoadedModel, ModelRuntime
-from service.pipeline.source import GongArchive
 from service.registry import Registry
 from service.settings import Settings
+from service.sources.registry import open_frame_sources
 from service.storage import open_store
 
 
@@ -37,8 +37,8 @@ class Pipeline:
         return self.ctx.runtime
 
     def close(self) -> None:
-        """Close the archive's HTTP client and the database pool."""
-        self.ctx.archive.close()
+        """Close the sources' HTTP clients and the database pool."""
+        self.ctx.close()
         self.engine.dispose()
 
 
@@ -58,11 +58,12 @@ def open_pipeline(
         runtime = ModelRuntime(settings, registry, on_change=on_model_change)
         runtime.check_gpu_available()
         runtime.refresh()
+        sources = open_frame_sources(settings)
     except BaseException:
         engine.dispose()
         raise
     ctx = PipelineContext(
-        settings=settings, archive=GongArchive(settings), store=store,
+        settings=settings, sources=sources, store=store,
         sessions=session_factory(engine), runtime=runtime,
     )
     return Pipeline(ctx=ctx, engine=engine, bundled=bundled)

@@ -374,9 +374,18 @@ def score(
         "ppa_n": counts,
         **_fluxes(p, t, valid, geom),
     }
+    out.update(_registered(p, t, valid, geom, regions=False))
     if regions:
         out.update(_score_regions(p, t, valid, geom, detect_regions(t, valid), (smap, use)))
     return out
+
+
+def _registered(p: np.ndarray, t: np.ndarray, pixels: np.ndarray, geom: DiskGeometry, *, regions: bool) -> dict[str, float]:
+    """The metrics of the table that bring their own ``compute`` (``metric_table.register``)."""
+    from service.science.metric_table import METRICS
+
+    return {m.key: float(m.compute(p, t, pixels, geom)) for m in METRICS
+            if m.compute is not None and m.regions == regions}
 
 
 def score_regions(
@@ -460,4 +469,5 @@ def _score_regions(
         region_sign_agreement=float(np.mean(agree)),
         regions=listing,
     )
+    out.update(_registered(p, t, in_ar, geom, regions=True))
     return out

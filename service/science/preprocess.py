@@ -1,4 +1,4 @@
-"""GONG frame -> model frame, and model output -> Gauss: the one versioned transform.
+"""H-alpha frame -> model frame, and model output -> Gauss: the one versioned transform.
 
 Training and serving both go through this module, so they cannot disagree on
 geometry, intensity scaling or units. Bump ``PREPROCESS_VERSION`` on any change to
@@ -45,7 +45,7 @@ from service.science.dataset import disk_mask
 if TYPE_CHECKING:
     from astropy.time import Time
 
-    from service.science.gong import GongFrame
+    from service.science.frame import HalphaFrame
 
 PREPROCESS_VERSION = "1"
 
@@ -162,8 +162,8 @@ class ModelGeometry:
         return cls(**kw)
 
     @classmethod
-    def for_frame(cls, frame: GongFrame) -> ModelGeometry:
-        """Model-frame geometry of a GONG frame: its time, apparent radius and station."""
+    def for_frame(cls, frame: HalphaFrame) -> ModelGeometry:
+        """Model-frame geometry of a frame: its time, apparent radius and station."""
         observer = frame.observer_params()
         rsun_arcsec = float(frame.rsun_arcsec.to_value("arcsec"))
         return cls(
@@ -347,8 +347,8 @@ def match_intensity(
     return out.astype(np.float32, copy=False), stats
 
 
-def preprocess(frame: GongFrame) -> ModelInput:
-    """GONG frame -> model input (geometry, intensity, units).
+def preprocess(frame: HalphaFrame) -> ModelInput:
+    """H-alpha frame -> model input (geometry, intensity, units).
 
     Raises
     ------

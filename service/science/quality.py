@@ -1,20 +1,22 @@
-"""Quality gate for GONG H-alpha frames: accept or reject, with machine-readable reasons.
+"""Quality gate for H-alpha frames: accept or reject, with machine-readable reasons.
 
 Reasons (the contract in ``docs/ARCHITECTURE.md``):
 
-``wrong_shape``       image is not 2048x2048 (then nothing else is checked)
+``wrong_shape``       image is not the source's frame shape (then nothing else is checked)
 ``nan_pixels``        non-finite pixels
-``eclipse``           ``ECLIPSE`` flag set
-``filter_error``      ``HAERRCOD`` != 0 (H-alpha filter error code)
-``low_sharpness``     ``SHARPNSS`` below ``min_sharpness``
+``eclipse``           the ``eclipse`` measure is set
+``filter_error``      ``error_code`` != 0 (GONG: the H-alpha filter error code)
+``low_sharpness``     ``sharpness`` below ``min_sharpness``
 ``bright_sky``        sky / disk brightness above ``max_sky_ratio`` (clouds, haze)
-``bad_limb_fit``      ``LIMBPTCT`` below ``min_limb_points`` or the fitted limb is an
-                      ellipse (``1 - FNDLMBMI / FNDLMBMA`` above ``max_limb_ellipticity``)
+``bad_limb_fit``      ``limb_points`` below ``min_limb_points`` or the fitted limb is an
+                      ellipse (``1 - rmin / rmax`` above ``max_limb_ellipticity``)
 ``saturated_pixels``  on-disk fraction at or above ``saturation_counts`` too large
 
-A missing quality key skips its check (sunpy's sample header has them all, but older or
-partial headers may not). ``SKYBRITE`` is in counts (average of the four corner squares),
-so it is compared relative to the on-disk median: gain-independent across sites.
+The measures are the generic ones of :data:`service.science.frame.QUALITY_MEASURES`;
+each source's reader says which of its header keys carries which (GONG: ``SHARPNSS``,
+``SKYBRITE``, ``HAERRCOD``, ``ECLIPSE``, ``LIMBPTCT``). A measure the source does not know
+skips its check. ``sky_brightness`` is in counts (GONG: the average of the four corner
+squares), so it is compared relative to the on-disk median: gain-independent across sites.
 
 Defaults are lenient so good frames pass: the sunpy sample frame (a normal Big Bear
 frame) has ``SHARPNSS`` 0.0084, sky/disk 0.06, ``LIMBPTCT`` 3, ``FNDLMBMI = FNDLMBMA``.
@@ -32,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from service.science.gong import FRAME_SHAPE, GongFrame
+from service.science.frame import HalphaFrame
+from service.vocabulary import Reason
 
 __all__ = ["Thresholds", "Verdict", "gate"]
 
@@ -81,12 +84,12 @@ class Verdict:
         return asdict(self)
 
 
-def gate(frame: GongFrame, thresholds: Thresholds | None = None) -> Verdict:
+def gate(frame: HalphaFrame, thresholds: Thresholds | None = None) -> Verdict:
     """Accept or reject a frame.
 
     Parameters
     ----------
-    frame : GongFrame
+    frame : HalphaFrame
     thresholds : Thresholds, optional
         Default :class:`Thresholds()`.
 
@@ -96,44 +99,44 @@ def gate(frame: GongFrame, thresholds: Thresholds | None = None) -> Verdict:
     """
     th = thresholds or Thresholds()
     data = np.asarray(frame.data)
-    if data.shape != FRAME_SHAPE:
-        return Verdict(False, ["wrong_shape"], 0.0, {"shape": str(data.shape)})  # type: ignore[dict-item]
+    if data.shape != tuple(frame.expected_shape):
+        return Verdict(False, [Reason.WRONG_SHAPE], 0.0, {"shape": str(data.shape)})  # type: ignore[dict-item]
 
     reasons: list[str] = []
-    q = frame.quality_keys
+    q = frame.quality
     finite = np.isfinite(data)
     if not finite.all():
-        reasons.append("nan_pixels")
-    if q.get("ECLIPSE"):
-        reasons.append("eclipse")
-    if q.get("HAERRCOD") not in (None, 0):
-        reasons.append("filter_error")
-    sharp = q.get("SHARPNSS")
+        reasons.append(Reason.NAN_PIXELS)
+    if q.get("eclipse"):
+        reasons.append(Reason.ECLIPSE)
+    if q.get("error_code") not in (None, 0):
+        reasons.append(Reason.FILTER_ERROR)
+    sharp = q.get("sharpness")
     if sharp is not None and sharp < th.min_sharpness:
-        reasons.append("low_sharpness")
+        reasons.append(Reason.LOW_SHARPNESS)
 
     disk = _disk_sample(data, frame.center_px, frame.radius_px)
     disk = disk[np.isfinite(disk)]
     median = float(np.median(disk)) if disk.size else 0.0
-    sky = q.get("SKYBRITE")
+    sky = q.get("sky_brightness")
     if sky is None:
         c = CORNER
         sky = float(np.nanmean([data[:c, :c], data[:c, -c:], data[-c:, :c], data[-c:, -c:]]))
     sky_ratio = float(sky) / median if median > 0 else float("inf")
     if sky_ratio > th.max_sky_ratio:
-        reasons.append("bright_sky")
+        reasons.append(Reason.BRIGHT_SKY)
 
     rmin, rmax = frame.radius_minmax_px
     ellipticity = 1.0 - min(rmin, rmax) / max(rmin, rmax)
-    points = q.get("LIMBPTCT")
+    points = q.get("limb_points")
     if (points is not None and points < th.min_limb_points) or (
         ellipticity > th.max_limb_ellipticity
     ):
-        reasons.append("bad_limb_fit")
+        reasons.append(Reason.BAD_LIMB_FIT)
 
     saturated = float((disk >= th.saturation_counts).mean()) if disk.size else 0.0
     if saturated > th.max_saturated_fraction:
-        reasons.append("saturated_pixels")
+        reasons.append(Reason.SATURATED_PIXELS)
 
     score = float(sharp or 0.0) - SKY_TIEBREAK * (sky_ratio if np.isfinite(sky_ratio) else 1e3)
     measures = {

@@ -1,7 +1,7 @@
 """Object keys, readable by time.
 
-``products/2026/11/21/20261121T1203Z_L_<model version>.fits``,
-``raw/2026/11/21/<GONG filename>``, ``models/<version>/model.onnx``.
+``products/2026/11/21/20261121T1203Z_gong-LE_<model version>.fits``,
+``raw/gong/2026/11/21/<file name>``, ``models/<version>/model.onnx``.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ def _day_dir(t: datetime) -> str:
     return f"{t:%Y/%m/%d}"
 
 
-def product_key(obs_time: datetime, site_letter: str, model_version: str, ext: str) -> str:
-    """Key of a product file; ``ext`` is ``"fits"`` or ``"png"``."""
+def product_key(obs_time: datetime, source: str, site: str, model_version: str, ext: str) -> str:
+    """Key of a product file made from ``source``'s ``site``; ``ext`` is ``"fits"`` or ``"png"``."""
     t = _utc(obs_time)
     return check_key(
-        f"products/{_day_dir(t)}/{t:%Y%m%dT%H%MZ}_{site_letter}_{model_version}.{ext.lstrip('.')}"
+        f"products/{_day_dir(t)}/{t:%Y%m%dT%H%MZ}_{source}-{site}_{model_version}.{ext.lstrip('.')}"
     )
 
 
-def raw_key(obs_time: datetime, filename: str) -> str:
-    """Key of an archived raw GONG frame, under its original file name."""
+def raw_key(obs_time: datetime, source: str, filename: str) -> str:
+    """Key of an archived raw frame of ``source``, under its original file name."""
     t = _utc(obs_time)
-    return check_key(f"raw/{_day_dir(t)}/{filename}")
+    return check_key(f"raw/{source}/{_day_dir(t)}/{filename}")
 
 
 def model_key(version: str, name: str = "model.onnx") -> str:

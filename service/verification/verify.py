@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,12 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import observability as obs
-from service.db import Product, utcnow
+from service.db import Product, json_safe, utcnow
 from service.errors import RetryableError
+from service.science.metric_table import flat_scores, live_metrics
 from service.science.metrics import DiskGeometry, score
+from service.sources.magnetograms.base import MagnetogramSource
 from service.storage import ObjectStore
 from service.verification.prep import prep_to_frame
-from service.verification.truth import TruthSource
+from service.vocabulary import VerificationOutcome
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +36,7 @@ CLIP_GAUSS = 200.0
 # A product without truth yet is tried again after this, for this long (JSOC nrt lags ~1 h).
 RETRY_NO_TRUTH = timedelta(minutes=30)
 GIVE_UP_AFTER = timedelta(days=3)
-# score() keys exported as gauges (observability.VERIFICATION_METRICS), ppa_10 from ppa["10"].
-_GAUGE_KEYS = {"psnr": ("psnr",), "ssim": ("ssim",), "r": ("r",), "r_bin8": ("r_bin8",),
-               "ppa_10": ("ppa", "10"), "tumf_ratio": ("tumf_ratio",), "netflux_ratio": ("netflux_ratio",)}
 _newest_verified = 0.0
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and inf -> None, numpy scalars -> Python, recursively (JSONB refuses NaN)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def read_product(data: bytes) -> tuple[np.ndarray, Any, DiskGeometry]:
@@ -66,16 +51,6 @@ def read_product(data: bytes) -> tuple[np.ndarray, Any, DiskGeometry]:
     return gauss, header, geometry
 
 
-def _flat(scores: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for name, path in _GAUGE_KEYS.items():
-        value: Any = scores
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        out[name] = value
-    return out
-
-
 def score_against(pred: np.ndarray, truth: np.ndarray, geometry: DiskGeometry) -> dict[str, Any]:
     """Model and zero-baseline scores on the pixels on the disk in both maps."""
     truth = np.clip(truth, -CLIP_GAUSS, CLIP_GAUSS)
@@ -83,43 +58,43 @@ def score_against(pred: np.ndarray, truth: np.ndarray, geometry: DiskGeometry) -
     model = score(pred, truth, mask, geometry, regions=True)
     zero = score(np.zeros_like(truth), truth, mask, geometry)
     return {
-        "model": {**_flat(model), "n_pixels": model["n_pixels"], "ppa": model["ppa"],
+        "model": {**flat_scores(model, live_metrics()), "n_pixels": model["n_pixels"], "ppa": model["ppa"],
                   "ar_psnr": model.get("ar_psnr"), "ar_r": model.get("ar_r"),
                   "n_regions": model.get("n_regions"),
                   "region_sign_agreement": model.get("region_sign_agreement")},
-        "zero": _flat(zero),
+        "zero": flat_scores(zero, live_metrics()),
     }
 
 
 def export(result: dict[str, Any], obs_unix: float) -> None:
     """Set the gauges from the newest verified observation (older ones only count)."""
     global _newest_verified
-    obs.verification_total.labels(outcome="scored").inc()
+    obs.verification_total.labels(outcome=VerificationOutcome.SCORED).inc()
     if obs_unix < _newest_verified:
         return
     _newest_verified = obs_unix
     obs.verification_last_timestamp_seconds.set(obs_unix)
     for reference in obs.VERIFICATION_REFERENCES:
         block = result.get(reference) or {}
-        for metric in obs.VERIFICATION_METRICS:
+        for metric in obs.verification_metrics():
             value = block.get(metric)
             obs.verification_score.labels(metric=metric, reference=reference).set(
                 float("nan") if value is None else float(value))
 
 
 def verify_product(session: Session, store: ObjectStore, product: Product,
-                   source: TruthSource) -> dict[str, Any]:
+                   source: MagnetogramSource) -> dict[str, Any]:
     """Verify one product; store and return its ``verification`` document."""
     frame = product.input_frame
     try:
-        truth = source.fetch(product.obs_time, frame.filename if frame is not None else None)
+        truth = source.nearest(product.obs_time, frame.filename if frame is not None else None)
     except RetryableError as exc:
-        obs.verification_total.labels(outcome="failed").inc()
+        obs.verification_total.labels(outcome=VerificationOutcome.FAILED).inc()
         log.warning("verification of product %s: %s", product.id, exc)
         raise
     now = utcnow()
     if truth is None:
-        obs.verification_total.labels(outcome="no_truth").inc()
+        obs.verification_total.labels(outcome=VerificationOutcome.NO_TRUTH).inc()
         doc = {"status": "no_truth", "source": source.name, "checked_at": now.isoformat()}
     else:
         pred, header, geometry = read_product(store.get(store.key_for(product.fits_uri)))
@@ -149,7 +124,7 @@ def due(product: Product, now: datetime) -> bool:
     return now - checked >= RETRY_NO_TRUTH
 
 
-def verify_pending(sessions: Any, store: ObjectStore, source: TruthSource, limit: int = 5) -> int:
+def verify_pending(sessions: Any, store: ObjectStore, source: MagnetogramSource, limit: int = 5) -> int:
     """Verify up to ``limit`` recent products that are due; returns how many were scored.
 
     ``sessions`` is a sessionmaker or engine (``service.db.session_scope``). Each
@@ -171,6 +146,6 @@ def verify_pending(sessions: Any, store: ObjectStore, source: TruthSource, limit
         except RetryableError:
             continue
         except Exception:  # a bad product must not stop the others
-            obs.verification_total.labels(outcome="failed").inc()
+            obs.verification_total.labels(outcome=VerificationOutcome.FAILED).inc()
             log.exception("verification of product %s failed", pid)
     return scored

@@ -145,7 +145,7 @@ async def get_input_png(
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     try:
         raw = await run_in_threadpool(store.get, store.key_for(frame.raw_uri))
-        png = await run_in_threadpool(render_input_png, raw, frame.filename, etag)
+        png = await run_in_threadpool(render_input_png, raw, frame.source, frame.filename, etag)
     except (ObjectNotFound, ValueError):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the input frame is missing from the store") from None
     except FrameRejected as exc:

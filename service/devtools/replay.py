@@ -1,0 +1,409 @@
+"""A stand-in NSO GONG archive: frames from a folder, re-stamped to now, over HTTP.
+
+For offline use, demos and tests. The server answers in the archive's layout
+(:mod:`service.sources.gong.names`): ``/HA/haf/YYYYMM/YYYYMMDD/`` is an
+Apache-style index page (sort links, parent directory and JPEG previews
+included, as on the real host) and ``.../YYYYMMDDhhmmss{S}h.fits.fz`` a frame.
+
+Sources
+    A folder of GONG ``.fits.fz`` frames (re-stamped: ``DATE-OBS`` rewritten,
+    data recompressed losslessly), or a dataset split folder of
+    ``*_halpha.webp`` images (converted with
+    :func:`service.devtools.gong_writer.write_gong_frame`, so the val split is a
+    real-data feed). For a dataset folder the paired HMI image is served as
+    truth at ``/truth/{gong file name}.hmi.webp`` (see
+    :meth:`ReplayArchive.truth_for`).
+
+Clock
+    Replay minute ``k`` is stamped ``anchor + k`` minutes, ``anchor`` being the
+    current UTC minute less ``rewind`` minutes, and is published after
+    ``k * cadence`` seconds of replay (``backlog`` minutes at once at start),
+    but never before its frames would exist for real (observation + ``publish_delay``).
+    The defaults (cadence 60 s, no rewind) are real time; a short cadence with
+    a rewind replays the recent past quickly, then continues in real time.
+    Each published minute holds the next source frame of every site: for
+    ``.fits.fz`` folders the sites present (one queue per site letter), for
+    dataset folders the same image as each of ``sites`` (seconds apart).
+
+Faults (counted over frame downloads, not listings)
+    ``fail_every`` N: HTTP 500; ``truncate_every`` M: the connection drops
+    halfway through the body (``Content-Length`` promises the whole file);
+    ``stall_every`` K: no answer for ``stall_s`` seconds (client timeouts);
+    ``short_file_every`` J: every J-th published frame is itself truncated at
+    the source (served whole with a matching length: the reader must reject it);
+    ``delay_s``: every request answers that much later (a slow upstream).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from service.sources.gong.names import FRAME_NAME, day_path, frame_name, parse_name
+from service.sources.gong.sites import SITES, site_by_letter
+
+log = logging.getLogger(__name__)
+
+SITE_LETTERS = "".join(s.letter for s in SITES)
+
+_DAY_URL = re.compile(r"^/HA/haf/(\d{6})/(\d{8})/?$")
+_FRAME_URL = re.compile(r"^/HA/haf/(\d{6})/(\d{8})/([^/]+)$")
+_TRUTH_URL = re.compile(r"^/truth/([^/]+)\.hmi\.webp$")
+# Seconds past the minute at which each site's frame is stamped (sites observe apart).
+_SITE_SECOND_STEP = 20
+_SITE_SECOND_FIRST = 14
+_CACHE_FRAMES = 48
+# The reader's generation switch (gong.py): HPLN headers from October 2024.
+_HPLN_FROM = datetime(2024, 10, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One source frame: a GONG file or a dataset H-alpha image (with its HMI truth)."""
+
+    path: Path
+    kind: str  # "fits" or "webp"
+    truth: Path | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """A frame the stand-in archive lists."""
+
+    name: str
+    obs_time: datetime
+    site_letter: str
+    item: SourceItem
+    index: int  # publication order, for source-side faults
+
+    @property
+    def day(self) -> date:
+        return self.obs_time.date()
+
+
+@dataclass
+class Faults:
+    fail_every: int = 0
+    truncate_every: int = 0
+    stall_every: int = 0
+    stall_s: float = 0.0
+    short_file_every: int = 0
+    delay_s: float = 0.0
+
+
+def scan_source(folder: Path, sites: str = "BL") -> dict[str, list[SourceItem]]:
+    """Source frames per site letter, in time order.
+
+    ``.fits.fz`` files are queued under their file-name site letter (``B`` when
+    the name does not say); a dataset folder's ``*_halpha.webp`` images are
+    queued under every letter of ``sites``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"replay source {folder} is not a folder")
+    queues: dict[str, list[SourceItem]] = {}
+    for path in sorted(folder.glob("*.fits.fz")) + sorted(folder.glob("*.fits")):
+        match = FRAME_NAME.match(path.name)
+        letter = match["letter"] if match else "B"
+        letter = letter if letter in SITE_LETTERS else "B"
+        queues.setdefault(letter, []).append(SourceItem(path, "fits"))
+    webps = sorted(folder.glob("*_halpha.webp"))
+    if webps:
+        for letter in sites:
+            if letter not in SITE_LETTERS:
+                raise ValueError(f"unknown site letter {letter!r} (one of {SITE_LETTERS})")
+        items = []
+        for path in webps:
+            truth = path.with_name(path.name.replace("_halpha.webp", "_hmi.webp"))
+            items.append(SourceItem(path, "webp", truth if truth.is_file() else None))
+        for letter in sites:
+            queues.setdefault(letter, []).extend(items)
+    if not queues:
+        raise FileNotFoundError(f"no *.fits.fz frames or *_halpha.webp images in {folder}")
+    return dict(sorted(queues.items()))
+
+
+class ReplayArchive:
+    """The published state of the stand-in archive, and the frames' bytes.
+
+    Parameters
+    ----------
+    source : path
+        Folder of frames (see :func:`scan_source`).
+    cadence_s, publish_delay_s, rewind_minutes, backlog : see module docstring.
+    faults : Faults
+    sites : str
+        Site letters a dataset image is published as.
+    limit : int, optional
+        Stop publishing after this many minutes (tests: a feed that ends).
+    now : callable
+        The clock (UTC), replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        *,
+        cadence_s: float = 60.0,
+        publish_delay_s: float = 30.0,
+        rewind_minutes: int = 0,
+        backlog: int = 0,
+        faults: Faults | None = None,
+        sites: str = "BL",
+        limit: int | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.queues = scan_source(source, sites)
+        self.cadence_s = float(cadence_s)
+        self.publish_delay_s = float(publish_delay_s)
+        self.backlog = int(backlog)
+        self.limit = limit
+        self.faults = faults or Faults()
+        self._now = now
+        self.started = now()
+        self.anchor = self.started.replace(second=0, microsecond=0) - timedelta(minutes=rewind_minutes)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self.downloads = 0
+        self.requests = 0
+        self.faults_injected: dict[str, int] = {"fail": 0, "truncate": 0, "stall": 0, "short_file": 0}
+
+    # -- what is published ---------------------------------------------------------
+    def published_count(self) -> int:
+        """Replay minutes published so far (minute ``k`` for ``k < count``)."""
+        now = self._now()
+        by_cadence = self.backlog + 1 + math.floor((now - self.started).total_seconds() / self.cadence_s)
+        # Never ahead of reality: minute k exists once its last site's frame is public.
+        last_second = _SITE_SECOND_FIRST + _SITE_SECOND_STEP * (len(self.queues) - 1)
+        real = (now - self.anchor - timedelta(seconds=last_second + self.publish_delay_s)).total_seconds()
+        by_clock = math.floor(real / 60.0) + 1
+        count = max(0, min(by_cadence, by_clock))
+        return count if self.limit is None else min(count, self.limit)
+
+    def frames_of_minute(self, k: int) -> list[Published]:
+        minute = self.anchor + timedelta(minutes=k)
+        out = []
+        for j, (letter, queue) in enumerate(self.queues.items()):
+            obs_time = minute + timedelta(seconds=(_SITE_SECOND_FIRST + _SITE_SECOND_STEP * j) % 60)
+            item = queue[k % len(queue)]
+            name = frame_name(obs_time, site_by_letter(letter))  # type: ignore[arg-type]
+            out.append(Published(name, obs_time, letter, item, k * len(self.queues) + j))
+        return out
+
+    def published(self) -> list[Published]:
+        """Every frame listed now, oldest first."""
+        frames: list[Published] = []
+        for k in range(self.published_count()):
+            frames.extend(self.frames_of_minute(k))
+        return frames
+
+    def find(self, name: str) -> Published | None:
+        """The published frame of that file name, or ``None``."""
+        parsed = parse_name(name)
+        if parsed is None:
+            return None
+        obs_time = parsed[0]
+        k = int((obs_time.replace(second=0) - self.anchor).total_seconds() // 60)
+        if k < 0 or k >= self.published_count():
+            return None
+        return next((f for f in self.frames_of_minute(k) if f.name == name), None)
+
+    def truth_for(self, gong_name: str) -> Path | None:
+        """The HMI image paired with a published frame (dataset sources), or ``None``."""
+        frame = self.find(gong_name)
+        return frame.item.truth if frame is not None else None
+
+    # -- frame bytes ---------------------------------------------------------------
+    def frame_bytes(self, frame: Published) -> bytes:
+        """The frame's file, made once and kept (same bytes on every download)."""
+        with self._lock:
+            data = self._cache.get(frame.name)
+            if data is not None:
+                self._cache.move_to_end(frame.name)
+                return data
+        data = render_frame(frame.item, frame.obs_time, frame.site_letter, seed=frame.index)
+        if self.faults.short_file_every and (frame.index + 1) % self.faults.short_file_every == 0:
+            data = data[: len(data) // 2]  # broken at the source: every download gets the same stub
+        with self._lock:
+            self._cache[frame.name] = data
+            while len(self._cache) > _CACHE_FRAMES:
+                self._cache.popitem(last=False)
+        return data
+
+    def next_fault(self) -> str | None:
+        """Count one download and say which fault (if any) it gets."""
+        with self._lock:
+            self.downloads += 1
+            n = self.downloads
+        f = self.faults
+        for name, every in (("fail", f.fail_every), ("truncate", f.truncate_every), ("stall", f.stall_every)):
+            if every and n % every == 0:
+                self.faults_injected[name] += 1
+                return name
+        return None
+
+    # -- listing ---------------------------------------------------------------------
+    def listing_html(self, day: date) -> str | None:
+        """Apache-style index of one day; ``None`` (404) for a day not started yet."""
+        if day > self._now().date():
+            return None
+        frames = [f for f in self.published() if f.day == day]
+        path = "/" + day_path(day)
+        rows = [
+            '<tr><th valign="top"><img src="/icons/blank.gif" alt="[ICO]"></th>'
+            '<th><a href="?C=N;O=D">Name</a></th><th><a href="?C=M;O=A">Last modified</a></th>'
+            '<th><a href="?C=S;O=A">Size</a></th><th><a href="?C=D;O=A">Description</a></th></tr>',
+            '<tr><th colspan="5"><hr></th></tr>',
+            f'<tr><td valign="top"><img src="/icons/back.gif" alt="[PARENTDIR]"></td>'
+            f'<td><a href="/HA/haf/{day:%Y%m}/">Parent Directory</a></td><td>&nbsp;</td>'
+            f'<td align="right">  - </td><td>&nbsp;</td></tr>',
+        ]
+        for f in frames:
+            modified = f.obs_time + timedelta(seconds=self.publish_delay_s)
+            for name, size, icon in ((f.name, "3.1M", "unknown"), (f.name.replace(".fits.fz", ".jpg"), "180K", "image2")):
+                rows.append(
+                    f'<tr><td valign="top"><img src="/icons/{icon}.gif" alt="[   ]"></td>'
+                    f'<td><a href="{html.escape(name)}">{html.escape(name)}</a></td>'
+                    f'<td align="right">{modified:%Y-%m-%d %H:%M}  </td>'
+                    f'<td align="right">{size}</td><td>&nbsp;</td></tr>'
+                )
+        rows.append('<tr><th colspan="5"><hr></th></tr>')
+        return (
+            '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<html>\n <head>\n'
+            f"  <title>Index of {path}</title>\n </head>\n <body>\n<h1>Index of {path}</h1>\n"
+            "  <table>\n   " + "\n   ".join(rows) + "\n</table>\n"
+            "<address>Apache/2.4.37 (replay) Server at localhost</address>\n</body></html>\n"
+        )
+
+
+def render_frame(item: SourceItem, obs_time: datetime, site_letter: str, seed: int = 0) -> bytes:
+    """The source frame as a GONG ``.fits.fz`` observed at ``obs_time`` by ``site_letter``."""
+    stamp = obs_time.strftime("%Y-%m-%dT%H:%M:%S")
+    written = (obs_time + timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%S")
+    if item.kind == "webp":
+        from service.devtools.gong_writer import write_gong_frame
+        from service.science.dataset import read_halpha_u8
+
+        generation = "hpln" if obs_time >= _HPLN_FROM else "gongx"
+        return write_gong_frame(  # type: ignore[return-value]
+            read_halpha_u8(item.path), stamp, site_letter, generation, None,
+            rng=seed, header_overrides={"DATE": written, "IRAF-TLM": written},
+        )
+    return restamp_fits(item.path.read_bytes(), obs_time, site_letter)
+
+
+def restamp_fits(data: bytes, obs_time: datetime, site_letter: str) -> bytes:
+    """A GONG file with ``DATE-OBS`` (and the site) rewritten; data recompressed losslessly."""
+    from astropy.io import fits
+
+    stamp = obs_time.strftime("%Y-%m-%dT%H:%M:%S")
+    with fits.open(io.BytesIO(data)) as hdul:
+        hdus = []
+        for hdu in hdul:
+            if isinstance(hdu, fits.CompImageHDU):
+                header = hdu.header.copy()
+                header["DATE-OBS"] = stamp
+                if "TIME-OBS" in header:
+                    header["TIME-OBS"] = obs_time.strftime("%H:%M:%S")
+                if "SITENAME" in header:
+                    header["SITENAME"] = site_by_letter(site_letter).code  # type: ignore[union-attr]
+                hdus.append(fits.CompImageHDU(data=hdu.data, header=header, compression_type="RICE_1"))
+            else:
+                hdus.append(hdu.copy())
+        buf = io.BytesIO()
+        fits.HDUList(hdus).writeto(buf)
+    return buf.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "Apache/2.4.37"
+    protocol_version = "HTTP/1.1"
+    archive: ReplayArchive  # set on the subclass made by make_server
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        log.debug("replay: " + format, *args)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        try:
+            self._get()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout, truncation)
+            self.close_connection = True
+
+    def _get(self) -> None:
+        archive = self.archive
+        archive.requests += 1
+        if archive.faults.delay_s:
+            time.sleep(archive.faults.delay_s)
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/healthz"):
+            return self._send(200, b"synmag replay archive\n", "text/plain")
+        if m := _DAY_URL.match(path):
+            try:
+                day = datetime.strptime(m.group(2), "%Y%m%d").date()
+            except ValueError:
+                return self._send(404, b"not found\n", "text/plain")
+            page = archive.listing_html(day) if m.group(1) == m.group(2)[:6] else None
+            if page is None:
+                return self._send(404, b"not found\n", "text/plain")
+            return self._send(200, page.encode(), "text/html;charset=UTF-8")
+        if m := _FRAME_URL.match(path):
+            frame = archive.find(m.group(3))
+            if frame is None or f"{frame.obs_time:%Y%m}" != m.group(1) or f"{frame.obs_time:%Y%m%d}" != m.group(2):
+                return self._send(404, b"not found\n", "text/plain")
+            fault = archive.next_fault()
+            if fault == "fail":
+                return self._send(500, b"internal server error (injected)\n", "text/plain")
+            if fault == "stall":
+                time.sleep(archive.faults.stall_s)
+            data = archive.frame_bytes(frame)
+            if fault == "truncate":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return None
+            return self._send(200, data, "application/octet-stream")
+        if m := _TRUTH_URL.match(path):
+            truth = archive.truth_for(m.group(1))
+            if truth is None:
+                return self._send(404, b"no truth for this frame\n", "text/plain")
+            return self._send(200, truth.read_bytes(), "image/webp")
+        return self._send(404, b"not found\n", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def make_server(archive: ReplayArchive, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """An HTTP server for ``archive`` (port 0: any free port; see ``server.server_address``)."""
+    handler = type("ReplayHandler", (_Handler,), {"archive": archive})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(archive: ReplayArchive, host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """Start the server in a daemon thread; returns (server, base URL)."""
+    server = make_server(archive, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="synmag-replay", daemon=True)
+    thread.start()
+    h, p = server.server_address[:2]
+    return server, f"http://{h}:{p}"

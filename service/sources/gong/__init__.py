@@ -1,0 +1,1 @@
+"""The GONG H-alpha network (NSO): stations, file names, archive client, reader."""

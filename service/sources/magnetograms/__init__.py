@@ -1,0 +1,1 @@
+"""Real magnetogram sources: JSOC, a folder of dataset files, the replay archive."""
