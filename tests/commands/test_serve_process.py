@@ -112,3 +112,10 @@ def test_a_dead_child_makes_serve_exit_1_with_the_reason(cluster: Cluster) -> No
     os.kill(pid, signal.SIGKILL)
     assert proc.popen.wait(60) == 1
     assert "the pipeline process exited unexpectedly" in proc.tail()
+
+
+def test_a_fatal_start_in_the_child_makes_serve_exit_1(cluster: Cluster) -> None:  # noqa: F811
+    env = cluster.serve_env(CLOSED_ARCHIVE, SYNMAG_REQUIRE_GPU="true", SYNMAG_PROVIDERS="cuda,cpu")
+    proc, _ = cluster.serve(env)
+    assert proc.popen.wait(120) == 1
+    assert "SYNMAG_REQUIRE_GPU" in proc.tail()
