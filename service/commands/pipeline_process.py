@@ -3,8 +3,8 @@
 Why a process: inference (ONNX Runtime, preprocessing in numpy/astropy) takes
 seconds of CPU a minute and much of it holds the GIL, which in one process
 starves the API's event loop (the audit measured ``/latest`` at p99 1.1 s while
-the feed worked). In its own process, at a lower CPU priority
-(:data:`PIPELINE_NICE`), the pipeline only takes cycles the API leaves.
+the feed worked). In its own process and session (:func:`_lower_priority`), at a
+lower CPU priority (:data:`PIPELINE_NICE`), it no longer stalls the API.
 
 The parent (:class:`PipelineProcess`) spawns the child (:func:`run_child`), which
 opens the pipeline (migrations, registry, model), takes part in the leader
@@ -21,8 +21,8 @@ where every pipeline metric lives) and ``("stop",)``.
 
 Stopping: the parent sends ``stop``; the child aborts upstream retries, lets the
 running minute finish, releases the leader lock and exits 0. The child also
-stops on SIGTERM (a supervisor signalling the whole group) and ignores SIGINT
-(Ctrl-C reaches both; the parent decides). If the parent dies, the kernel kills
+stops on SIGTERM (a supervisor signalling the whole cgroup) and ignores SIGINT
+(in its own session a terminal's Ctrl-C does not reach it; the parent decides). If the parent dies, the kernel kills
 the child (``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``synmag serve`` never
 leaves an orphan holding the leader lock.
 """
