@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     admin_token: str | None = Field(default=None, description="Bearer token for admin routes; unset = admin off")
-    public_url: str | None = Field(default=None, description="Base URL used in links; default from the request")
+    public_url: str | None = Field(
+        default=None, description="Base URL of the links the API hands out; unset: relative links (never the Host header)"
+    )
     stale_after_s: float = Field(default=300.0, gt=0, description="Feed older than this is not ready")
     truth_source: str = Field(
         default="none",
