@@ -81,12 +81,18 @@ def test_bad_frames_reported_others_processed(
         read_halpha_u8(val_pair[0]), "2014-05-23T00:02:34", "B", "gongx", tmp_path,
         header_overrides={"ECLIPSE": 1}, rng=3,
     )
+    bogus_unit = write_gong_frame(  # the audit's reproduction: it raised out of the reader
+        read_halpha_u8(val_pair[0]), "2014-05-23T00:03:34", "B", "hpln", tmp_path,
+        header_overrides={"CUNIT1": "bogus"}, rng=4,
+    )
     out = tmp_path / "out"
-    argv = ["process", str(truncated), str(corrupt), str(eclipse), str(good), "--out", str(out), "--model", str(tiny_onnx)]
+    argv = ["process", str(truncated), str(corrupt), str(eclipse), str(bogus_unit), str(good),
+            "--out", str(out), "--model", str(tiny_onnx)]
     status = synmag(argv)
     err = capsys.readouterr().err
     assert status == 1
     assert "rejected (truncated)" in err and "rejected (corrupt_fits)" in err and "rejected (eclipse)" in err
+    assert "rejected (absurd_header): CUNIT1='bogus' is not a unit" in err
     assert "Traceback" not in err
     assert len(list(out.glob("*.fits"))) == 1
 

@@ -123,3 +123,42 @@ def test_without_a_model_minutes_are_skipped(world):
     assert out.outcome == "no_model"
     with session_scope(w.ctx.sessions) as s:
         assert s.get(MinuteState, w.minute()).state == "skipped"
+
+
+def test_a_bad_frame_never_costs_a_minute_that_has_a_good_one(tiny_onnx, tmp_path, synthetic_disk_u8):
+    """Issue 19's reproduction: one site's frame with an unusable CUNIT1 beside a good one."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from service.devtools.gong_writer import write_gong_frame
+    from service.pipeline.wiring import open_pipeline
+    from service.settings import Settings
+    from service.sources.base import Download
+    from service.sources.gong.archive import GongArchive, remote_frame
+
+    minute = datetime(2024, 2, 16, 0, 0, tzinfo=UTC)
+    files = {
+        "20240216000014Bh.fits.fz": write_gong_frame(
+            synthetic_disk_u8, "2024-02-16T00:00:14", "B", "hpln", None, header_overrides={"CUNIT1": 7}, rng=1),
+        "20240216000034Lh.fits.fz": write_gong_frame(
+            synthetic_disk_u8, "2024-02-16T00:00:34", "L", "hpln", None, rng=2),
+    }
+
+    class Scripted(GongArchive):  # the real GONG reader and names, files from memory
+        def list_recent(self, now, since, deadline=None):
+            return [remote_frame(n, self.base_url) for n in files]
+
+        def download(self, frame, deadline=None):
+            data = files[frame.name]
+            return Download(frame, data, hashlib.sha256(data).hexdigest(), 0.0)
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite", store_url=f"file://{tmp_path}/store",
+                        model=str(tiny_onnx), model_cache_dir=tmp_path / "cache", bundled_model_dir=tmp_path / "none")
+    pipeline = open_pipeline(settings)
+    pipeline.ctx.sources = {"gong": Scripted(settings)}
+    try:
+        out = process_minute(minute, pipeline.ctx)
+        assert out.outcome == "product" and out.site == "LE", out.detail
+        assert out.rejected == {"20240216000014Bh.fits.fz": ["absurd_header"]}
+    finally:
+        pipeline.close()
