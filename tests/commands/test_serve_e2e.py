@@ -250,6 +250,8 @@ def test_timeouts_and_broken_files_are_retried_or_rejected_while_serving(cluster
     db = Db(env["SYNMAG_DATABASE_URL"])
     proc, api = cluster.serve(env)
     wait_for(lambda: httpx.get(api + "/healthz", timeout=2).status_code == 200, 60, "the API")
+    # the pipeline runs in serve's child process: count from its first tick (its model loaded)
+    wait_for(lambda: httpx.get(api + "/v1/status", timeout=5).json()["last_tick_at"], 120, "the first tick")
     to_first = wait_for(lambda: db.products(), 60, "the first product")
     assert to_first <= 2 * 4 + 15  # within two ticks (plus the time one minute takes on 2 CPUs)
 
