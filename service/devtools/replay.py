@@ -12,7 +12,9 @@ Sources
     :func:`service.devtools.gong_writer.write_gong_frame`, so the val split is a
     real-data feed). For a dataset folder the paired HMI image is served as
     truth at ``/truth/{gong file name}.hmi.webp`` (see
-    :meth:`ReplayArchive.truth_for`).
+    :meth:`ReplayArchive.truth_for`), and an earlier day's HMI as a prior at
+    ``/prior.json?t=ISO&min_age_s=S&max_age_s=S`` (see :meth:`ReplayArchive.prior_for`;
+    the image at ``/hmi/{file}``): what the ``replay`` magnetogram source reads.
 
 Clock
     Replay minute ``k`` is stamped ``anchor + k`` minutes, ``anchor`` being the
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import logging
 import math
 import re
@@ -49,6 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from service.sources.gong.names import FRAME_NAME, day_path, frame_name, parse_name
 from service.sources.gong.sites import SITES, site_by_letter
@@ -60,6 +64,7 @@ SITE_LETTERS = "".join(s.letter for s in SITES)
 _DAY_URL = re.compile(r"^/HA/haf/(\d{6})/(\d{8})/?$")
 _FRAME_URL = re.compile(r"^/HA/haf/(\d{6})/(\d{8})/([^/]+)$")
 _TRUTH_URL = re.compile(r"^/truth/([^/]+)\.hmi\.webp$")
+_HMI_URL = re.compile(r"^/hmi/([^/]+_hmi\.webp)$")
 # Seconds past the minute at which each site's frame is stamped (sites observe apart).
 _SITE_SECOND_STEP = 20
 _SITE_SECOND_FIRST = 14
@@ -224,6 +229,42 @@ class ReplayArchive:
         frame = self.find(gong_name)
         return frame.item.truth if frame is not None else None
 
+    def prior_for(self, t: datetime, min_age: timedelta, max_age: timedelta) -> tuple[Path, datetime] | None:
+        """An earlier dataset day's HMI for the frame published at ``t``, and its stamped time.
+
+        The frame of ``t``'s replay minute shows dataset day ``i``; an earlier day ``j``
+        (same queue, with HMI) is stamped ``frame time - (stem_i - stem_j)``: the real
+        gap between the two days. The newest stamp within ``[t - max_age, t - min_age]``
+        wins; None when the minute is not published or no earlier day fits. The day's
+        own HMI is never a prior (it is the truth).
+        """
+        k = math.floor((t - self.anchor).total_seconds() / 60.0)
+        if k < 0 or k >= self.published_count():
+            return None
+        frame = self.frames_of_minute(k)[0]
+        if frame.item.kind != "webp":
+            return None
+        queue = self.queues[frame.site_letter]
+        i = k % len(queue)
+        day_i = _dataset_time(queue[i].path)
+        for item in reversed(queue[:i]):
+            day_j = _dataset_time(item.path)
+            if item.truth is None or day_i is None or day_j is None or day_j >= day_i:
+                continue
+            stamped = frame.obs_time - (day_i - day_j)
+            if stamped > t - min_age:
+                continue
+            return (item.truth, stamped) if stamped >= t - max_age else None
+        return None
+
+    def hmi_file(self, name: str) -> Path | None:
+        """A dataset HMI file of the source folder by name (the prior's image), or ``None``."""
+        for queue in self.queues.values():
+            for item in queue:
+                if item.truth is not None and item.truth.name == name:
+                    return item.truth
+        return None
+
     # -- frame bytes ---------------------------------------------------------------
     def frame_bytes(self, frame: Published) -> bytes:
         """The frame's file, made once and kept (same bytes on every download)."""
@@ -285,6 +326,14 @@ class ReplayArchive:
             "  <table>\n   " + "\n   ".join(rows) + "\n</table>\n"
             "<address>Apache/2.4.37 (replay) Server at localhost</address>\n</body></html>\n"
         )
+
+
+def _dataset_time(path: Path) -> datetime | None:
+    """The dataset stem's time (``2014-03-19T00_00_54_halpha.webp``), or None."""
+    try:
+        return datetime.strptime(path.name[:19], "%Y-%m-%dT%H_%M_%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def render_frame(item: SourceItem, obs_time: datetime, site_letter: str, seed: int = 0) -> bytes:
@@ -382,7 +431,32 @@ class _Handler(BaseHTTPRequestHandler):
             if truth is None:
                 return self._send(404, b"no truth for this frame\n", "text/plain")
             return self._send(200, truth.read_bytes(), "image/webp")
+        if path == "/prior.json":
+            return self._prior()
+        if m := _HMI_URL.match(path):
+            hmi = archive.hmi_file(m.group(1))
+            if hmi is None:
+                return self._send(404, b"no such HMI file\n", "text/plain")
+            return self._send(200, hmi.read_bytes(), "image/webp")
         return self._send(404, b"not found\n", "text/plain")
+
+    def _prior(self) -> None:
+        query = parse_qs(self.path.partition("?")[2])
+        try:
+            t = datetime.fromisoformat(query["t"][0])
+            min_age = timedelta(seconds=float(query.get("min_age_s", ["0"])[0]))
+            max_age = timedelta(seconds=float(query.get("max_age_s", [str(7 * 86400)])[0]))
+            if t.tzinfo is None or min_age < timedelta(0) or max_age < min_age:
+                raise ValueError("t must be aware, 0 <= min_age_s <= max_age_s")
+        except (KeyError, ValueError, OverflowError) as exc:
+            return self._send(400, f"bad prior query: {exc}\n".encode(), "text/plain")
+        found = self.archive.prior_for(t.astimezone(UTC), min_age, max_age)
+        if found is None:
+            return self._send(404, b"no earlier HMI in that window\n", "text/plain")
+        hmi, stamped = found
+        body = {"obs_time": stamped.isoformat(), "file": hmi.name, "url": f"/hmi/{hmi.name}",
+                "age_s": (t.astimezone(UTC) - stamped).total_seconds()}
+        return self._send(200, json.dumps(body).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
