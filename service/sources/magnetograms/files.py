@@ -202,7 +202,8 @@ def image_disk(header: Any, shape: tuple[int, int]) -> ImageDisk:
     """
     ctype = (str(header.get("CTYPE1", "")).upper(), str(header.get("CTYPE2", "")).upper())
     if not (ctype[0].startswith("HPLN") and ctype[1].startswith("HPLT")) or "CDELT1" not in header:
-        raise MagnetogramRejected(Unusable.NO_WCS, f"no helioprojective WCS (CTYPE {ctype})")
+        raise MagnetogramRejected(Unusable.NO_WCS, f"no helioprojective WCS (CTYPE {ctype}); a raw JSOC "
+                                  "segment has none: export with protocol fits for the keywords")
     try:
         wcs = _wcs(header)
         psm = np.asarray(wcs.pixel_scale_matrix, dtype=float) * 3600.0  # arcsec / px
@@ -284,13 +285,13 @@ def read_image_hdu(data: bytes) -> tuple[np.ndarray, Any]:
 def check_header(header: Any, shape: tuple[int, int]) -> datetime:
     """Everything a FITS magnetogram needs before use; its observation time.
 
-    QUALITY 0 (or absent), a time, a flux-density BUNIT, a full-disk helioprojective
-    WCS. Raises ``MagnetogramRejected`` with the first reason found.
+    QUALITY 0 (or absent), a full-disk helioprojective WCS, a time, a flux-density
+    BUNIT. Raises ``MagnetogramRejected`` with the first reason found.
     """
     check_quality(header)
+    image_disk(header, shape)
     obs_time = header_obs_time(header)
     gauss_per_unit(header.get("BUNIT"))
-    image_disk(header, shape)
     return obs_time
 
 

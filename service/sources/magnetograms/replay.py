@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from service.errors import RetryableError, SkipError, UsageError
-from service.sources.magnetograms.base import Magnetogram, MagnetogramSource, age_window
-from service.sources.magnetograms.files import parse_jsoc_time, read_webp
+from service.sources.magnetograms.base import Magnetogram, MagnetogramSource, age_window, aware_utc
+from service.sources.magnetograms.files import read_webp
 from service.sources.registry import magnetogram_source
 
 if TYPE_CHECKING:
@@ -99,10 +99,9 @@ class ReplaySource(MagnetogramSource):
             return None
         except ValueError as exc:
             raise RetryableError(f"{url}: not JSON ({exc})") from exc
-        obs_time = parse_jsoc_time(found.get("obs_time"))
-        if obs_time is None or not found.get("file"):
-            raise RetryableError(f"{url}: answer without obs_time or file: {found}")
-        m = self._image(f"{self.base_url}/hmi/{quote(found['file'])}", obs_time, found["file"])
-        if m is not None:
-            m.meta["age_s"] = found.get("age_s")
-        return m
+        try:
+            obs_time = aware_utc(datetime.fromisoformat(found["obs_time"]))
+            file = str(found["file"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RetryableError(f"{url}: answer without an aware obs_time or a file: {found}") from exc
+        return self._image(f"{self.base_url}/hmi/{quote(file)}", obs_time, file)
