@@ -64,7 +64,7 @@ def table(doc: dict[str, Any]) -> str:
     from service.science.metric_table import METRICS
     from service.vocabulary import Reference
 
-    refs = [r for r in (Reference.MODEL, Reference.ZERO, Reference.PERSISTENCE)]
+    refs = (Reference.MODEL, Reference.ZERO, Reference.PERSISTENCE)
     lines = [f"{'metric':<48}" + "".join(f"{r:>13}" for r in refs)]
     for metric in METRICS:
         label = metric.label + (f" ({metric.unit})" if metric.unit else "")
@@ -76,7 +76,7 @@ def table(doc: dict[str, Any]) -> str:
 def describe(doc: dict[str, Any]) -> str:
     """One line: which truth and which persistence the scores are against."""
     truth = doc["truth"]
-    line = (f"truth {truth['origin']} {truth['obs_time']} ({truth['offset_s']:+.0f} s)")
+    line = f"truth {truth['origin']} {truth['obs_time']} ({truth['offset_s']:+.0f} s)"
     ps = doc["persistence_source"]
     if "missing" in ps:
         return line + f"; persistence: none ({ps['missing']})"

@@ -82,6 +82,18 @@ def test_unusable_files_are_left_out_with_their_reason(folder: Path) -> None:
         "flagged.fits": "quality", "doppler.fits": "bad_units", "raw.fits": "no_wcs", "junk.fits": "unreadable"}
 
 
+def test_a_file_broken_past_its_header_gives_way_to_the_next_one(folder: Path) -> None:
+    write_level1(folder, 3, "broken.fits")
+    data = (folder / "broken.fits").read_bytes()
+    n = len(data)
+    (folder / "broken.fits").write_bytes(data[: n // 2] + b"\xff" * (n - n // 2 - 2880) + data[-2880:])
+    source = FolderSource(folder)
+    m = source.newest_before(T0 + 4 * DAY, timedelta(0), timedelta(days=7))
+    assert m is not None and m.origin == "day2_l15.fits"
+    assert source.skipped["broken.fits"].startswith("unreadable: CfitsioException: decompression error")
+    assert [e.path.name for e in source.entries()][-1] == "day2_l15.fits"  # not tried again
+
+
 def test_a_file_is_read_once_for_many_calls(folder: Path) -> None:
     source = FolderSource(folder)
     first = source.newest_before(T0 + 3 * DAY, timedelta(0), timedelta(days=7))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.time import Time
+from sqlalchemy import select
 
 from service.sources.magnetograms.folder import FolderSource
 
@@ -163,3 +164,53 @@ def test_real_hmi_through_jsoc_level1_scores_as_itself_and_persistence_as_a_day_
     assert doc["model"]["r"] > 0.95 and doc["model"]["ppa_10"] > 0.9  # level 1 and back: itself
     assert 23.9 < doc["persistence_source"]["age_h"] < 24.2
     assert 0.3 < doc["persistence"]["r_bin8"] < doc["model"]["r_bin8"]
+
+
+def test_the_service_stores_persistence_from_jsoc_and_exports_its_gauges(tmp_path: Path, monkeypatch) -> None:
+    """``verify_pending`` (the scheduler's call) against the stand-in JSOC over HTTP, on recent products."""
+    from service import observability as obs
+    from service.db import InputFrame, ModelVersion, Product, make_engine, session_scope
+    from service.db.migrate import upgrade
+    from service.devtools.jsoc_standin import JsocStandin, serve_in_thread
+    from service.science.preprocess import ModelGeometry
+    from service.science.product import product_fits_bytes
+    from service.settings import Settings
+    from service.sources.magnetograms.jsoc import JsocSource
+    from service.storage import open_store, product_key
+    from service.verification import verify
+    from tests.feedapp import make_settings
+    from tests.hmi_days import bipole_field, write_days
+
+    monkeypatch.setattr(verify, "_newest_verified", 0.0)
+    start = datetime.now(UTC).replace(minute=0, second=30, microsecond=0) - timedelta(days=2)
+    times = write_days(tmp_path / "days", 2, start=start)
+    settings = make_settings(tmp_path)
+    engine = make_engine(settings)
+    upgrade(settings, engine)
+    store = open_store(settings)
+    geometry = ModelGeometry.for_time(Time(times[1].replace(tzinfo=None), scale="utc"))
+    fits_bytes = product_fits_bytes(np.where(geometry.mask(), bipole_field(1), np.nan), geometry,
+                                    {"input_file": "x.fits.fz"})
+    uri = store.put(product_key(times[1], "gong", "LE", "v0", "fits"), fits_bytes)
+    with session_scope(engine) as s:
+        s.add(ModelVersion(version="v0", sha256="0" * 64, onnx_uri="file:///m.onnx", metrics={}, lineage={},
+                           preprocess_version="1", status="production"))
+        frame = InputFrame(source="gong", filename="x.fits.fz", url="x", site="LE", obs_time=times[1],
+                           obs_minute=times[1], sha256="1" * 64, size_bytes=1, accepted=True)
+        s.add(frame)
+        s.flush()
+        s.add(Product(source="gong", input_frame_id=frame.id, obs_time=times[1], obs_minute=times[1], site="LE",
+                      model_version="v0", preprocess_version="1", fits_uri=uri, fits_sha256="2" * 64))
+    server, url = serve_in_thread(JsocStandin(tmp_path / "days", naxis=512))
+    try:
+        with JsocSource.from_settings(Settings(jsoc_url=url)) as source:
+            assert verify.verify_pending(engine, store, source, limit=2) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    with session_scope(engine) as s:
+        doc = s.scalars(select(Product)).one().verification
+    assert doc["status"] == "scored" and doc["truth"]["origin"] == "hmi.M_720s_nrt"
+    assert doc["persistence_source"]["origin"] == "hmi.M_720s_nrt" and 23.9 < doc["persistence_source"]["age_h"] < 24.1
+    gauge = obs.verification_score.labels(metric="r", reference="persistence")._value.get()
+    assert gauge == pytest.approx(doc["persistence"]["r"])

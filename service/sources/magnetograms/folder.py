@@ -138,12 +138,14 @@ class FolderSource(MagnetogramSource):
 
     # -- lookups ----------------------------------------------------------------------
     def _first_readable(self, entries: list[Entry]) -> Magnetogram | None:
-        """The first of ``entries`` that reads (a file broken past its header is left out)."""
+        """The first of ``entries`` that reads (a file broken past its header is left out for good)."""
         for entry in entries:
             try:
                 return self.read(entry)
             except MagnetogramRejected as exc:
                 self.skipped[entry.path.name] = str(exc)
+                with self._lock:
+                    self._index = [e for e in self._index if e.path != entry.path]
                 log.warning("magnetogram folder %s: %s left out (%s)", self.root, entry.path.name, exc)
         return None
 
