@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from service.science.preprocess import MODEL_CENTER, MODEL_RADIUS_PX, MODEL_SIZE
+from service.sources.magnetograms.files import quiet_leap_seconds
 
 __all__ = [
     "HMI_CDELT_4096",
@@ -54,14 +55,16 @@ def tai_naive(t: datetime) -> datetime:
     """An aware UTC time as a naive TAI datetime."""
     from astropy.time import Time
 
-    return Time(t.astimezone(UTC).replace(tzinfo=None), scale="utc").tai.to_datetime()
+    with quiet_leap_seconds():
+        return Time(t.astimezone(UTC).replace(tzinfo=None), scale="utc").tai.to_datetime()
 
 
 def utc_aware(tai: datetime) -> datetime:
     """A naive TAI datetime as an aware UTC time."""
     from astropy.time import Time
 
-    return Time(tai, scale="tai").utc.to_datetime().replace(tzinfo=UTC)
+    with quiet_leap_seconds():
+        return Time(tai, scale="tai").utc.to_datetime().replace(tzinfo=UTC)
 
 
 def jsoc_tai(tai: datetime, decimals: int = 0) -> str:

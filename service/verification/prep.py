@@ -88,6 +88,8 @@ def to_model_frame(m: Magnetogram) -> tuple[np.ndarray, ModelGeometry]:
     t = Time(m.obs_time.replace(tzinfo=None), scale="utc")
     if m.in_model_frame:
         geometry = ModelGeometry.for_time(t)
+        if m.data.shape != (geometry.size, geometry.size):
+            raise ValueError(f"a model-frame magnetogram is {geometry.size} square, got {m.data.shape}")
         gauss = np.array(m.data, dtype=np.float32)
     else:
         disk = image_disk(m.header, m.data.shape)

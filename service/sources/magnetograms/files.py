@@ -25,6 +25,8 @@ import hashlib
 import io
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +62,18 @@ def sha256_hex(data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- keywords
+@contextmanager
+def quiet_leap_seconds() -> Iterator[None]:
+    """TAI <-> UTC past the leap-second table's horizon: erfa says "dubious year" from about
+    2032 and goes on with the last known offset (a new leap second is announced six months
+    ahead; a missed one shifts times by 1 s). Only that warning is silenced."""
+    from erfa import ErfaWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*dubious year", category=ErfaWarning)
+        yield
+
+
 def parse_quality(value: Any) -> int | None:
     """``QUALITY`` as an int, whatever carried it: ``"0x00000400"``, ``"1024"``, 1024, 1024.0.
 
@@ -101,8 +115,7 @@ def parse_jsoc_time(value: Any) -> datetime | None:
         if len(text) == 16:  # YYYY-MM-DDThh:mm
             text += ":00"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # erfa "dubious year" for far-future dates
+        with quiet_leap_seconds():
             t = Time(text, scale=scale, format="isot").utc.to_datetime()
     except ValueError:
         return None

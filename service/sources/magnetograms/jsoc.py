@@ -61,6 +61,7 @@ from service.sources.magnetograms.files import (
     image_disk,
     parse_jsoc_time,
     parse_quality,
+    quiet_leap_seconds,
     read_image_hdu,
     sha256_hex,
 )
@@ -100,7 +101,8 @@ def jsoc_time(t: datetime) -> str:
     """JSOC record-time string in TAI (``2014.03.19_00:00:00_TAI``) for an aware UTC datetime."""
     from astropy.time import Time
 
-    tai = Time(aware_utc(t).replace(tzinfo=None), scale="utc").tai.to_datetime()
+    with quiet_leap_seconds():
+        tai = Time(aware_utc(t).replace(tzinfo=None), scale="utc").tai.to_datetime()
     return tai.strftime("%Y.%m.%d_%H:%M:%S_TAI")
 
 
