@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 from astropy.time import Time
@@ -143,7 +144,8 @@ class SynmagClient(BaseClient):
                     "Site": item["site"],
                     "Model": item["model_version"],
                     "id": item["id"],
-                    "url": item["fits_url"],
+                    # relative unless the feed sets SYNMAG_PUBLIC_URL: resolved against the feed
+                    "url": urljoin(f"{self.feed_url}/", item["fits_url"]),
                     "fits_sha256": item["fits_sha256"],
                 })
             if not page.get("next_cursor"):

@@ -48,6 +48,11 @@ end_to_end_latency_seconds = Histogram(
     "Observation time (DATE-OBS) to committed product",
     buckets=_LATENCY_BUCKETS,
 )
+listed_to_product_seconds = Histogram(
+    "synmag_listed_to_product_seconds",
+    "First listing of a minute's frame to its committed product (the latency goal: p95 <= 30 s)",
+    buckets=(2, 5, 10, 15, 20, 25, 30, 45, 60, 90, 120, 300, 600),
+)
 last_product_timestamp_seconds = Gauge(
     "synmag_last_product_timestamp_seconds", "Observation time of the newest product (Unix seconds)"
 )

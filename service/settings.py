@@ -77,12 +77,18 @@ class Settings(BaseSettings):
     )
 
     # --- scheduling --------------------------------------------------------
-    tick_seconds: int = Field(default=60, ge=1, description="Scheduler period")
+    tick_seconds: int = Field(
+        default=10, ge=1,
+        description="Scheduler period: how often the sources are listed (one listing per source a poll; "
+        "a listing that did not change costs a 304 where the server supports conditional requests)",
+    )
     catchup_hours: float = Field(default=6.0, ge=0, description="How far back missed minutes are filled")
     misfire_grace_s: int = Field(default=30, ge=1)
     minutes_per_tick: int = Field(default=5, ge=1, description="Most observation minutes processed per tick")
     minute_settle_s: float = Field(
-        default=30.0, ge=0, description="Seconds after a minute ends before its frames are processed"
+        default=10.0, ge=0,
+        description="Seconds after a minute's first frame is listed before the minute is processed "
+        "(other sites' frames of the minute listed by then compete for it)",
     )
 
     # --- quality gate thresholds (see service.science.quality) -------------
@@ -102,13 +108,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     admin_token: str | None = Field(default=None, description="Bearer token for admin routes; unset = admin off")
-    public_url: str | None = Field(default=None, description="Base URL used in links; default from the request")
+    public_url: str | None = Field(
+        default=None, description="Base URL of the links the API hands out; unset: relative links (never the Host header)"
+    )
     stale_after_s: float = Field(default=300.0, gt=0, description="Feed older than this is not ready")
     truth_source: str = Field(
         default="none",
         description="Magnetogram source products are verified against: none, or a registered one "
         "(jsoc, dir, replay; service.sources)",
     )
+    verify_every_s: int = Field(default=30, ge=1, description="Period of the verification job")
     truth_dir: Path | None = Field(default=None, description="Folder of the 'dir' truth source")
     truth_url: str | None = Field(
         default=None, description="Root URL of the 'replay' truth source (the replay archive)"

@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.seaweedfs",
     "tests.servers.prometheus",
+    "tests.servers.podman",  # the service image, built with podman from a debootstrap base
 ]
 
 

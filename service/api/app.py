@@ -4,19 +4,29 @@
 :class:`~service.api.state.AppState`; tests and API-only processes pass
 ``state=None``. The database engine and object store are built here once (or
 handed in) and shared by every request through ``service.api.deps``.
+
+The API documentation (Swagger UI at ``/docs``) is served from assets installed
+with the package (fastapi-offline), never from a CDN, so it works on an isolated
+network; ReDoc is off (its bundle fetches a logo from a CDN). ``/v1/magnetograms/latest`` is answered from
+memory (:mod:`service.api.latest`), told of this process's new products through
+``state``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from service import __version__
-from service.api.routes import health, magnetograms, models
+from service.api.deps import links_base
+from service.api.latest import LatestCache
+from service.api.routes import health, magnetograms, models, status
 from service.api.state import AppState
 from service.db import make_engine, session_factory
 from service.observability import init_metrics
@@ -32,6 +42,7 @@ def create_app(
     *,
     engine: Engine | None = None,
     store: ObjectStore | None = None,
+    pipeline_metrics: Callable[[], bytes | None] | None = None,
 ) -> FastAPI:
     """Build the feed API.
 
@@ -44,8 +55,16 @@ def create_app(
         API-only process.
     engine, store : optional
         Reuse the caller's database engine and object store instead of opening new ones.
+    pipeline_metrics : callable, optional
+        The Prometheus exposition of the process running the pipeline (``synmag serve``'s
+        child), served by ``/metrics`` in place of this process's copies of those metrics.
     """
-    app = FastAPI(
+    app: FastAPI = FastAPIOffline(
+        static_url="/static/docs",  # Swagger UI's assets, from the installed package
+        # ReDoc would still fetch its logo from a CDN: off (Swagger UI at /docs is the doc).
+        redoc_url=None,
+        # Swagger UI would send the spec to validator.swagger.io from a non-loopback host.
+        swagger_ui_parameters={"validatorUrl": None},
         title="synmag feed",
         version=__version__,
         description=(
@@ -59,9 +78,14 @@ def create_app(
     app.state.engine = engine if engine is not None else make_engine(settings)
     app.state.sessions = session_factory(app.state.engine)
     app.state.store = store if store is not None else open_store(settings)
+    app.state.pipeline_metrics = pipeline_metrics
+    app.state.latest = LatestCache(app.state.sessions, links_base(settings))
+    if state is not None:
+        state.subscribe(app.state.latest.changed)
 
     app.include_router(magnetograms.router)
     app.include_router(models.router)
+    app.include_router(status.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

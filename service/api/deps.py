@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -42,10 +41,17 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+def links_base(settings: Settings) -> str:
+    """Root of the links the API hands out: ``SYNMAG_PUBLIC_URL``, else ``""`` (relative links).
+
+    Never the request's own URL: its ``Host`` header is whatever the client sent, and
+    a cache or proxy would hand the links it made to everyone else.
+    """
+    return (settings.public_url or "").rstrip("/")
+
+
 def base_url(request: Request) -> str:
-    """Root of the links the API hands out: ``SYNMAG_PUBLIC_URL`` or the request's own."""
-    configured = request.app.state.settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+    return links_base(request.app.state.settings)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -81,25 +87,3 @@ def require_admin(
 
 
 AdminDep = Depends(require_admin)
-
-
-def parse_utc(name: str, value: str | None) -> datetime | None:
-    """An ISO 8601 query parameter as an aware UTC datetime; 422 saying what is wrong.
-
-    ``Z`` and numeric offsets are honoured; a time without a zone is taken as UTC.
-    """
-    if value is None or value == "":
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"{name}: not an ISO 8601 time: {value!r} (e.g. 2024-05-01T12:00:00Z)",
-        ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC)

@@ -1,46 +1,24 @@
 """Product queries and their JSON form (kept out of the routes so those stay thin).
 
 Products are ordered by ``(obs_time, id)``; pages use keyset pagination with an
-opaque cursor holding the last row's key, so a page never skips or repeats a
-product even while new ones arrive.
+opaque cursor holding the last row's key (:mod:`service.api.params`), so a page
+never skips or repeats a product even while new ones arrive.
+
+Links in the JSON are built on ``base``: ``SYNMAG_PUBLIC_URL`` when set, else
+empty (links relative to the API root, e.g. ``/v1/magnetograms/7.fits``); never
+from the request, whose ``Host`` header the client controls.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from service.api.params import Order, decode_cursor, encode_cursor
 from service.api.schemas import Magnetogram, MagnetogramSummary, Provenance
 from service.db import InputFrame, ModelVersion, Product
-
-Order = Literal["asc", "desc"]
-
-
-class BadCursor(ValueError):
-    """A cursor that this API did not hand out (or for another ordering)."""
-
-
-def encode_cursor(product: Product, order: Order) -> str:
-    raw = json.dumps([product.obs_time.isoformat(), product.id, order]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, order: Order) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        t, pid, cursor_order = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        key = (datetime.fromisoformat(t), int(pid))
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
-        raise BadCursor("cursor: not a cursor this API handed out") from None
-    if cursor_order != order:
-        raise BadCursor(f"cursor: made for order={cursor_order}, not order={order}")
-    return key
 
 
 def list_products(
@@ -62,7 +40,7 @@ def list_products(
     if model_version is not None:
         q = q.where(Product.model_version == model_version)
     if cursor:
-        t, pid = decode_cursor(cursor, order)
+        t, pid = decode_cursor(cursor, order)  # BadCursor (400) for anything not ours
         if order == "asc":
             q = q.where(or_(Product.obs_time > t, and_(Product.obs_time == t, Product.id > pid)))
         else:
@@ -72,16 +50,29 @@ def list_products(
     else:
         q = q.order_by(Product.obs_time.desc(), Product.id.desc())
     rows = list(session.scalars(q.limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1], order) if len(rows) > limit else None
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.obs_time, last.id, order) if last is not None else None
     return rows[:limit], next_cursor
 
 
 def latest_product(session: Session, model_version: str | None = None) -> Product | None:
-    """The product with the newest observation time (newest row on a tie)."""
-    rows, _ = list_products(
-        session, start=None, end=None, limit=1, order="desc", model_version=model_version
-    )
-    return rows[0] if rows else None
+    """The product with the newest observation time (newest row on a tie).
+
+    Two indexed look-ups instead of a sort of the whole table: the newest
+    ``obs_minute`` (indexed), then the few products of that minute. A product's
+    ``obs_minute`` is its ``obs_time`` truncated to the minute (the pipeline's key),
+    so the newest ``obs_time`` is always in the newest minute.
+    """
+    newest = select(Product.obs_minute)
+    if model_version is not None:
+        newest = newest.where(Product.model_version == model_version)
+    minute = session.scalar(newest.order_by(Product.obs_minute.desc()).limit(1))
+    if minute is None:
+        return None
+    q = select(Product).where(Product.obs_minute == minute)
+    if model_version is not None:
+        q = q.where(Product.model_version == model_version)
+    return session.scalars(q.order_by(Product.obs_time.desc(), Product.id.desc()).limit(1)).first()
 
 
 def get_product(session: Session, product_id: int) -> Product | None:

@@ -107,3 +107,36 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class RunInfo(BaseModel):
+    """The last observation minute the pipeline worked on (any replica), from the database."""
+
+    obs_minute: datetime
+    finished_at: datetime | None = None
+    outcome: str | None = Field(None, description="product, no_model, no_frames, rejected, retry, failed, ...")
+    detail: str | None = Field(None, description="Why, when it made no product")
+
+
+class FeedStatus(BaseModel):
+    """What the feed has and, when it has nothing (new), why: the viewer's empty state."""
+
+    has_products: bool
+    latest_obs_time: datetime | None = None
+    latest_committed_at: datetime | None = None
+    production_model: str | None = Field(None, description="Production version in the registry")
+    pipeline: str | None = Field(
+        None, description="This process's pipeline: starting, running, stopping, stopped, failed; "
+        "null: an API-only process"
+    )
+    pipeline_detail: str | None = None
+    model_loaded: bool | None = Field(None, description="null: this process runs no pipeline")
+    model_version: str | None = None
+    active_providers: list[str] = Field(default_factory=list)
+    leader: bool | None = Field(None, description="Whether this replica schedules the work")
+    last_tick_at: datetime | None = None
+    last_tick_error: str | None = None
+    last_run: RunInfo | None = None
+    reasons: list[str] = Field(
+        default_factory=list, description="Why there is no (fresh) product, one line each, most likely first"
+    )

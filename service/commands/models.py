@@ -22,24 +22,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="with --promote: skip the gate")
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, dict):
-        value = value.get("mean")
-    return "-" if value is None else f"{float(value):.3f}"
-
-
 def _table(rows: list[dict[str, Any]]) -> str:
-    from service.registry import _value
+    """One line a version: status and the gate's metrics (the metric table's) beside the baselines."""
+    from service.science.metric_table import gate_metrics
 
-    header = ["version", "status", "created_at", "r_bin8 model/zero/pers", "ar_ppa20 model/zero/pers"]
+    metrics_shown = gate_metrics()
+    header = ["version", "status", "created_at", *(f"{m.name} model/zero/pers" for m in metrics_shown)]
     lines = [header]
     for row in rows:
         metrics = row["metrics"] or {}
         baselines = metrics.get("baselines") or {}
+        blocks = [metrics.get("model") or {}, baselines.get("zero") or {}, baselines.get("persistence") or {}]
         cells = [row["version"], row["status"], row["created_at"]]
-        for name in ("r_bin8", "ar_ppa_20"):
-            blocks = [metrics.get("model"), baselines.get("zero"), baselines.get("persistence")]
-            cells.append("/".join(_fmt(_value(b, name)[1]) for b in blocks))
+        for metric in metrics_shown:
+            cells.append("/".join(metric.format(metric.read(b)).replace("n/a", "-") for b in blocks))
         lines.append(cells)
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines)

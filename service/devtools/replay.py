@@ -14,7 +14,8 @@ Sources
     truth at ``/truth/{gong file name}.hmi.webp`` (see
     :meth:`ReplayArchive.truth_for`), and an earlier day's HMI as a prior at
     ``/prior.json?t=ISO&min_age_s=S&max_age_s=S`` (see :meth:`ReplayArchive.prior_for`;
-    the image at ``/hmi/{file}``): what the ``replay`` magnetogram source reads.
+    the image at ``/hmi/{file}?stamp=ISO``, in the stamped date's polarity as the truth
+    is): what the ``replay`` magnetogram source reads.
 
 Clock
     Replay minute ``k`` is stamped ``anchor + k`` minutes, ``anchor`` being the
@@ -38,6 +39,7 @@ Faults (counted over frame downloads, not listings)
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
@@ -52,7 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, urlencode
 
 from service.sources.gong.names import FRAME_NAME, day_path, frame_name, parse_name
 from service.sources.gong.sites import SITES, site_by_letter
@@ -182,6 +184,8 @@ class ReplayArchive:
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self.downloads = 0
         self.requests = 0
+        self.listings = 0  # listing requests, and those answered 304 (conditional polling)
+        self.not_modified = 0
         self.faults_injected: dict[str, int] = {"fail": 0, "truncate": 0, "stall": 0, "short_file": 0}
 
     # -- what is published ---------------------------------------------------------
@@ -224,6 +228,22 @@ class ReplayArchive:
             return None
         return next((f for f in self.frames_of_minute(k) if f.name == name), None)
 
+    def truth_bytes(self, gong_name: str) -> bytes | None:
+        """The truth of a published frame as served: the paired HMI image, in the polarity of
+        the frame's stamped date (``None`` when there is none).
+
+        The replay stamps 2014 (cycle 24) data with today's date (cycle 25), where Hale's law
+        is reversed and the service negates a cycle-24 model's output; so that the drill's
+        products and truth describe the same Sun, the truth is negated as well whenever the
+        stamped date's cycle has the other parity from the data's own date
+        (:func:`service.science.cycles.polarity_sign`). Negating this 8-bit code is exact:
+        ``Gauss = v * 400 / 255 - 200``, so ``-Gauss`` is ``255 - v``.
+        """
+        frame = self.find(gong_name)
+        if frame is None or frame.item.truth is None:
+            return None
+        return hmi_bytes(frame.item.truth, frame.obs_time)
+
     def truth_for(self, gong_name: str) -> Path | None:
         """The HMI image paired with a published frame (dataset sources), or ``None``."""
         frame = self.find(gong_name)
@@ -258,7 +278,10 @@ class ReplayArchive:
         return None
 
     def hmi_file(self, name: str) -> Path | None:
-        """A dataset HMI file of the source folder by name (the prior's image), or ``None``."""
+        """A dataset HMI file of the source folder by name (a prior's image), or ``None``.
+
+        Served as :func:`hmi_bytes` for the time the prior is stamped with (``?stamp=``),
+        in that date's polarity as the truth is."""
         for queue in self.queues.values():
             for item in queue:
                 if item.truth is not None and item.truth.name == name:
@@ -336,6 +359,37 @@ def _dataset_time(path: Path) -> datetime | None:
         return None
 
 
+def truth_sign(frame: Published) -> int:
+    """+1, or -1 when the frame's stamped date is of the other Hale parity than its data's date."""
+    from service.science.cycles import cycle_of, polarity_sign
+    from service.science.dataset import pair_time
+
+    if frame.item.kind != "webp":
+        return 1
+    return polarity_sign(frame.obs_time, cycle_of(pair_time(frame.item.path)))
+
+
+def hmi_bytes(path: Path, stamped: datetime) -> bytes:
+    """A dataset HMI file as served when stamped ``stamped``: in that date's polarity.
+
+    See :meth:`ReplayArchive.truth_bytes`: negated (``255 - v``, exact) when the stamped
+    date's cycle has the other Hale parity from the data's own date.
+    """
+    from service.science.cycles import cycle_of, polarity_sign
+    from service.science.dataset import pair_time
+
+    raw = path.read_bytes()
+    if polarity_sign(stamped, cycle_of(pair_time(path))) == 1:
+        return raw
+    from PIL import Image
+
+    from service.science.dataset import read_hmi_u8
+
+    buf = io.BytesIO()
+    Image.fromarray(255 - read_hmi_u8(io.BytesIO(raw))).save(buf, format="WEBP", lossless=True)
+    return buf.getvalue()
+
+
 def render_frame(item: SourceItem, obs_time: datetime, site_letter: str, seed: int = 0) -> bytes:
     """The source frame as a GONG ``.fits.fz`` observed at ``obs_time`` by ``site_letter``."""
     stamp = obs_time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -405,7 +459,13 @@ class _Handler(BaseHTTPRequestHandler):
             page = archive.listing_html(day) if m.group(1) == m.group(2)[:6] else None
             if page is None:
                 return self._send(404, b"not found\n", "text/plain")
-            return self._send(200, page.encode(), "text/html;charset=UTF-8")
+            body = page.encode()
+            etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+            archive.listings += 1
+            if self.headers.get("If-None-Match") == etag:  # conditional polling: nothing new
+                archive.not_modified += 1
+                return self._send(304, b"", "text/html;charset=UTF-8", {"ETag": etag})
+            return self._send(200, body, "text/html;charset=UTF-8", {"ETag": etag})
         if m := _FRAME_URL.match(path):
             frame = archive.find(m.group(3))
             if frame is None or f"{frame.obs_time:%Y%m}" != m.group(1) or f"{frame.obs_time:%Y%m%d}" != m.group(2):
@@ -427,17 +487,23 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             return self._send(200, data, "application/octet-stream")
         if m := _TRUTH_URL.match(path):
-            truth = archive.truth_for(m.group(1))
+            truth = archive.truth_bytes(m.group(1))
             if truth is None:
                 return self._send(404, b"no truth for this frame\n", "text/plain")
-            return self._send(200, truth.read_bytes(), "image/webp")
+            return self._send(200, truth, "image/webp")
         if path == "/prior.json":
             return self._prior()
         if m := _HMI_URL.match(path):
             hmi = archive.hmi_file(m.group(1))
             if hmi is None:
                 return self._send(404, b"no such HMI file\n", "text/plain")
-            return self._send(200, hmi.read_bytes(), "image/webp")
+            try:
+                stamp = datetime.fromisoformat(parse_qs(self.path.partition("?")[2])["stamp"][0])
+                if stamp.tzinfo is None:
+                    raise ValueError("stamp must be aware")
+            except (KeyError, ValueError) as exc:
+                return self._send(400, f"bad stamp: {exc}\n".encode(), "text/plain")
+            return self._send(200, hmi_bytes(hmi, stamp.astimezone(UTC)), "image/webp")
         return self._send(404, b"not found\n", "text/plain")
 
     def _prior(self) -> None:
@@ -454,22 +520,39 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             return self._send(404, b"no earlier HMI in that window\n", "text/plain")
         hmi, stamped = found
-        body = {"obs_time": stamped.isoformat(), "file": hmi.name, "url": f"/hmi/{hmi.name}",
+        body = {"obs_time": stamped.isoformat(), "file": hmi.name,
+                "url": f"/hmi/{quote(hmi.name)}?{urlencode({'stamp': stamped.isoformat()})}",
                 "age_s": (t.astimezone(UTC) - stamped).total_seconds()}
         return self._send(200, json.dumps(body).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if status != 304:
+            self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    """A client that hangs up (a timeout, a truncation drill) is routine here, not a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("replay: client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def make_server(archive: ReplayArchive, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """An HTTP server for ``archive`` (port 0: any free port; see ``server.server_address``)."""
     handler = type("ReplayHandler", (_Handler,), {"archive": archive})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _Server((host, port), handler)
     server.daemon_threads = True
     return server
 

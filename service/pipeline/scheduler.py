@@ -1,10 +1,12 @@
-"""The scheduler: an APScheduler 3 interval job that only triggers work.
+"""The scheduler: APScheduler 3 interval jobs that only trigger work.
 
-Every ``tick_seconds`` (60 by default) the tick checks leadership (one active
+Every ``tick_seconds`` (10 by default) the tick checks leadership (one active
 scheduler across replicas, :mod:`service.pipeline.leader`), reloads the model
-if production changed, lists the archive once, asks :mod:`catchup` which
-minutes are due (newest first, bounded per tick) and runs the idempotent
-``process_minute`` for each. ``coalesce=True`` and ``max_instances=1``: a slow
+if production changed, lists every frame source once, records when each minute's
+first frame was listed, asks :mod:`catchup` which minutes are due (newest first,
+bounded per tick) and runs the idempotent ``process_minute`` for each. A second job
+verifies recent products against a magnetogram source every ``verify_every_s``, so a
+slow truth source never delays a product. ``coalesce=True`` and ``max_instances=1``: a slow
 tick (a 20 s upstream) delays the next one instead of stacking them, and
 ``misfire_grace_time`` drops ticks that could not start in time.
 
@@ -38,8 +40,9 @@ from service.vocabulary import Outcome
 log = logging.getLogger(__name__)
 
 JOB_ID = "synmag-tick"
-# Products verified against HMI per tick, after the tick's minutes (verification is slower).
-VERIFY_PER_TICK = 2
+VERIFY_JOB_ID = "synmag-verify"
+# Products scored per run of the verification job (every SYNMAG_VERIFY_EVERY_S).
+VERIFY_PER_RUN = 2
 
 
 @dataclass
@@ -58,7 +61,7 @@ class PipelineScheduler:
     ctx : PipelineContext
     leadership : Leadership
     truth : service.sources.magnetograms.base.MagnetogramSource, optional
-        When given, each tick ends by verifying a few products against HMI.
+        When given, a second job verifies a few recent products against it.
     state : service.api.state.AppState, optional
         What the API reports (last tick, newest product).
     on_fatal : callable, optional
@@ -77,6 +80,7 @@ class PipelineScheduler:
         self.leadership = leadership
         self.on_fatal = on_fatal
         self._stop = threading.Event()
+        self._first_seen: dict[datetime, datetime] = {}  # minute -> when its first frame was listed
         self._scheduler: BackgroundScheduler | None = None
         self.ticks = 0
 
@@ -111,14 +115,18 @@ class PipelineScheduler:
         listed, errors = self._list(now, since)
         if errors and not listed:
             return TickReport(leader=True, error="; ".join(errors))
+        frames = group_by_minute(listed)
+        self._first_seen = {m: t for m, t in self._first_seen.items() if m >= since}
+        for minute in frames:
+            self._first_seen.setdefault(minute, now)
         with session_scope(self.ctx.sessions) as session:
             states = catchup.load_states(session, since)
         minutes, due = catchup.plan(
             listed, states, now, since=since, settle_s=settings.minute_settle_s,
             limit=settings.minutes_per_tick, model_loaded=self.ctx.runtime.current is not None,
+            first_seen=self._first_seen,
         )
         obs.catchup_backlog_minutes.set(due)
-        frames = group_by_minute(listed)
         report = TickReport(leader=True, due=due, error="; ".join(errors) or None)
         for minute in minutes:
             if self._stop.is_set():
@@ -127,9 +135,11 @@ class PipelineScheduler:
                 break
             outcome = process_minute(minute, self.ctx, frames[minute])
             report.outcomes.append(outcome)
-            if self.state is not None and outcome.outcome in (Outcome.PRODUCT, Outcome.REPAIRED) and outcome.obs_time:
-                self.state.product_committed(outcome.obs_time, datetime.now(UTC))
-        self._verify()
+            if outcome.outcome in (Outcome.PRODUCT, Outcome.REPAIRED) and outcome.obs_time:
+                committed = self.ctx.now()
+                obs.listed_to_product_seconds.observe((committed - self._first_seen[minute]).total_seconds())
+                if self.state is not None:
+                    self.state.product_committed(outcome.obs_time, committed)
         return report
 
     def _list(self, now: datetime, since: datetime) -> tuple[list[RemoteFrame], list[str]]:
@@ -145,14 +155,14 @@ class PipelineScheduler:
                 errors.append(f"{name}: {exc}")
         return listed, errors
 
-    def _verify(self) -> None:
-        """Score a few recent products against HMI truth when a truth source is configured."""
-        if self.truth is None or self._stop.is_set():
+    def verify(self) -> None:
+        """Score a few recent products against HMI truth (its own job: never delays a minute)."""
+        if self.truth is None or self._stop.is_set() or not self.leadership.is_leader:
             return
         from service.verification.verify import verify_pending
 
         try:
-            verify_pending(self.ctx.sessions, self.ctx.store, self.truth, limit=VERIFY_PER_TICK)
+            verify_pending(self.ctx.sessions, self.ctx.store, self.truth, limit=VERIFY_PER_RUN)
         except Exception as exc:  # verification must never stop the feed
             log.warning("verification failed this tick: %s", exc)
 
@@ -170,6 +180,12 @@ class PipelineScheduler:
             misfire_grace_time=settings.misfire_grace_s,
             next_run_time=datetime.now(UTC),  # first tick now, not one period from now
         )
+        if self.truth is not None:
+            scheduler.add_job(
+                self.verify, IntervalTrigger(seconds=settings.verify_every_s, timezone=UTC), id=VERIFY_JOB_ID,
+                name="synmag verification", coalesce=True, max_instances=1,
+                misfire_grace_time=settings.misfire_grace_s,
+            )
         scheduler.start()
         self._scheduler = scheduler
         log.info("scheduler started: tick every %d s, catch-up %.1f h, %d minutes per tick",

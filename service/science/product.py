@@ -5,6 +5,12 @@ The FITS header mimics HMI line-of-sight magnetograms where it matters to reader
 ``HGLT_OBS``, ``CROTA2``) so that ``sunpy.map.Map`` builds a helioprojective map with
 the right scale, centre, observer and time. Provenance keys (names below) record
 what went in and what made it; long values use the FITS ``CONTINUE`` convention.
+
+Layers. The primary HDU is the field. A model with uncertainty outputs adds two image
+extensions in the same geometry (same WCS and observer keys, so each is a sunpy map too):
+``EXTNAME = 'SIGMA'`` (1-sigma uncertainty, Gauss) and ``EXTNAME = 'CONFIDENCE'`` (0..1,
+the probability that the sign of the primary data is right where the true field exceeds
+20 G; NaN off the disk). ``sunpy.map.Map(path)`` gives the three maps in that order.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ PROVENANCE_KEYS: dict[str, tuple[str, str]] = {
     "model_cycle": ("MODCYCLE", "solar cycle of the model's Hale polarity"),
     "frame_cycle": ("CYCLE", "solar cycle of the observation"),
     "polarity_sign": ("POLSIGN", "model output x this (-1: Hale reversed)"),
+    "model_kind": ("MODKIND", "model kind: halpha, or nowcast (with a prior)"),
+    "prior_obs": ("PRIOROBS", "prior magnetogram observation time (UTC)"),
+    "prior_age_h": ("PRIORAGE", "[h] age of the prior at the frame time"),
+    "prior_source": ("PRIORSRC", "prior magnetogram series or file"),
+    "prior_sha256": ("PRIORSHA", "sha256 of the prior magnetogram file"),
+    "prior_note": ("PRIORWHY", "why no prior was used (H-alpha only)"),
     "software_version": ("SWVER", "synmag software version"),
     "created": ("DATE", "file creation time (UTC)"),
 }
@@ -114,18 +126,50 @@ def product_header(geometry: ModelGeometry, provenance: dict[str, Any]) -> fits.
     return h
 
 
-def product_fits_bytes(gauss: np.ndarray, geometry: ModelGeometry, provenance: dict[str, Any]) -> bytes:
-    """The product FITS file in memory (single primary HDU, float32 Gauss).
+# The uncertainty layers: EXTNAME -> (BUNIT, what it is).
+LAYERS: dict[str, tuple[str, str]] = {
+    "SIGMA": ("Gauss", "1-sigma uncertainty of the line-of-sight field"),
+    "CONFIDENCE": ("", "P(sign of the primary data right), |B| > 20 G"),
+}
 
-    ``gauss`` is a model-frame array, already in FITS row order (row 0 = south).
+
+def _layer_hdu(name: str, data: np.ndarray, geometry: ModelGeometry) -> fits.ImageHDU:
+    unit, what = LAYERS[name]
+    h = fits.Header()
+    h["EXTNAME"] = (name, what)
+    h["TELESCOP"] = (TELESCOPE, "synthetic magnetogram")
+    h["INSTRUME"] = (INSTRUMENT, "")
+    h["BUNIT"] = (unit, "")
+    h.update(geometry_header(geometry))
+    return fits.ImageHDU(data=np.asarray(data, dtype=np.float32), header=h)
+
+
+def product_fits_bytes(
+    gauss: np.ndarray,
+    geometry: ModelGeometry,
+    provenance: dict[str, Any],
+    *,
+    sigma: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+) -> bytes:
+    """The product FITS file in memory: the field (primary HDU, float32 Gauss) and, when
+    given, the ``SIGMA`` and ``CONFIDENCE`` layers (both or neither).
+
+    Arrays are model-frame arrays, already in FITS row order (row 0 = south).
     """
     data = np.asarray(gauss, dtype=np.float32)
     if data.shape != (geometry.size, geometry.size):
         raise ValueError(f"magnetogram shape {data.shape} != geometry size {geometry.size}")
-    hdu = fits.PrimaryHDU(data=data, header=product_header(geometry, provenance))
-    hdu.add_checksum()
+    if (sigma is None) != (confidence is None):
+        raise ValueError("SIGMA and CONFIDENCE come together")
+    hdus: list[Any] = [fits.PrimaryHDU(data=data, header=product_header(geometry, provenance))]
+    for name, layer in (("SIGMA", sigma), ("CONFIDENCE", confidence)):
+        if layer is not None:
+            if np.shape(layer) != data.shape:
+                raise ValueError(f"{name} shape {np.shape(layer)} != {data.shape}")
+            hdus.append(_layer_hdu(name, layer, geometry))
     buf = io.BytesIO()
-    hdu.writeto(buf)
+    fits.HDUList(hdus).writeto(buf, checksum=True)  # after EXTEND is set: each HDU's CHECKSUM holds
     return buf.getvalue()
 
 

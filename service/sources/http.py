@@ -49,6 +49,8 @@ class UpstreamHttp:
         self.timeout = settings.http_timeout_s
         self._aborted = threading.Event()
         self._sleep = sleep or self._aborted.wait
+        # url -> (ETag, Last-Modified, body) of the last answer to a conditional GET
+        self._validated: dict[str, tuple[str | None, str | None, bytes]] = {}
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
             follow_redirects=True,
@@ -62,12 +64,17 @@ class UpstreamHttp:
         """Stop retrying: a backoff in progress ends now and no further attempt is made."""
         self._aborted.set()
 
-    def get(self, url: str, deadline: float | None = None) -> bytes:
-        """The body of ``url``, retried as the module docstring says."""
+    def get(self, url: str, deadline: float | None = None, *, conditional: bool = False) -> bytes:
+        """The body of ``url``, retried as the module docstring says.
+
+        ``conditional``: for a resource polled often (a listing), the last answer's ``ETag`` and
+        ``Last-Modified`` are sent back (``If-None-Match``, ``If-Modified-Since``) and a 304 returns
+        the body kept from then: a poll of an unchanged listing costs the server no page.
+        """
         attempt = 0
         while True:
             try:
-                return self._get_once(url, deadline)
+                return self._get_once(url, deadline, conditional)
             except RetryableError as exc:
                 attempt += 1
                 delay = self.backoff(attempt)
@@ -84,15 +91,22 @@ class UpstreamHttp:
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _get_once(self, url: str, deadline: float | None = None) -> bytes:
+    def _get_once(self, url: str, deadline: float | None = None, conditional: bool = False) -> bytes:
         # httpx's timeouts bound each read, so a server dripping a byte a second would hold
         # the tick for as long as it likes: the whole request gets http_timeout_s (or less,
         # up to the caller's deadline), checked as the body arrives.
         limit = time.monotonic() + self.timeout
         if deadline is not None:
             limit = min(limit, deadline)
+        cached = self._validated.get(url) if conditional else None
+        headers = {}
+        if cached is not None:
+            etag, modified, _ = cached
+            headers = {k: v for k, v in (("If-None-Match", etag), ("If-Modified-Since", modified)) if v}
         try:
-            with self._client.stream("GET", url) as response:
+            with self._client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 304 and cached is not None:
+                    return cached[2]
                 check_status(response.status_code, url)
                 chunks = []
                 for chunk in response.iter_bytes():
@@ -118,6 +132,10 @@ class UpstreamHttp:
         if expected is not None and not encoded and int(expected) != len(data):
             _count(UpstreamError.TRUNCATED)
             raise RetryableError(f"truncated: {len(data)} of {expected} bytes from {url}")
+        if conditional:
+            etag, modified = response.headers.get("etag"), response.headers.get("last-modified")
+            if etag or modified:
+                self._validated[url] = (etag, modified, data)
         return data
 
 

@@ -64,3 +64,94 @@ def test_viewer_shows_latest_and_steps_back(viewer: tuple[str, Feed], page) -> N
     assert _image_loaded(page, "#input-img")
     assert not page.is_disabled("#next")
     assert errors == []
+
+
+# -- the empty state: say what is missing, no "loading..." forever, no broken images -------
+def _empty_feed(tmp_path, state=None):
+    settings = make_settings(tmp_path)
+    populate(settings, n=0)  # migrated, a production model registered, no product
+    return settings, create_app(settings, state)
+
+
+def _wait_empty(page) -> str:
+    page.wait_for_selector("#empty", state="visible", timeout=20000)
+    page.wait_for_function("document.querySelectorAll('#empty-reasons li').length > 0", timeout=20000)
+    return page.inner_text("#empty")
+
+
+def test_empty_viewer_says_there_is_no_product_and_why(tmp_path, page) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _, app = _empty_feed(tmp_path)
+    with serve_app(app) as url:
+        page.goto(url + "/")
+        text = _wait_empty(page)
+        assert "No magnetogram yet" in text
+        assert "no observation minute has been processed yet" in text  # an API-only process
+        assert page.inner_text("#obs-time") == "no product"
+        assert not page.is_visible("#product-img") and not page.is_visible("#input-img")
+        assert page.is_disabled("#prev") and page.is_disabled("#next")
+    assert errors == []
+
+
+def test_empty_viewer_names_the_missing_model_and_the_unreachable_archive(tmp_path, page) -> None:
+    from datetime import UTC, datetime
+
+    from service.api.state import AppState
+
+    state = AppState(pipeline="running")  # what synmag serve's pipeline process reported
+    state.tick_done(datetime.now(UTC), True, "archive listing failed: connection refused")
+    _, app = _empty_feed(tmp_path, state)
+    with serve_app(app) as url:
+        page.goto(url + "/")
+        text = _wait_empty(page)
+    assert "no model loaded: the production version feedtest-1 is not loaded here" in text
+    assert "the last scheduler tick failed: archive listing failed: connection refused" in text
+
+
+def test_empty_viewer_shows_the_first_product_when_it_arrives(tmp_path, page) -> None:
+    settings, app = _empty_feed(tmp_path)
+    with serve_app(app) as url:
+        page.goto(url + "/")
+        _wait_empty(page)
+        feed = populate(settings, n=1)
+        page.wait_for_function(
+            f"document.getElementById('product-img').dataset.productId === '{feed.product_ids[0]}'",
+            timeout=30000)
+        page.wait_for_function("document.getElementById('product-img').complete", timeout=20000)
+        assert _image_loaded(page, "#product-img")
+        assert not page.is_visible("#empty")
+
+
+# -- the API docs render with the network cut off ------------------------------------------
+def _offline(page, url: str) -> list[str]:
+    """Refuse every request that leaves the app's own origin; the refused URLs."""
+    refused: list[str] = []
+
+    def route(r) -> None:
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return refused
+
+
+def test_swagger_ui_renders_offline(viewer: tuple[str, Feed], page) -> None:
+    url, _ = viewer
+    refused = _offline(page, url)
+    page.goto(url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30000)
+    assert "synmag feed" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock", timeout=30000)
+    assert page.locator(".opblock").count() >= 10  # every operation listed
+    assert refused == []
+
+
+def test_redoc_is_off(viewer: tuple[str, Feed]) -> None:
+    import httpx
+
+    url, _ = viewer
+    assert httpx.get(url + "/redoc").status_code == 404  # its bundle fetches a logo from a CDN

@@ -27,9 +27,21 @@ def _minute(ago: int) -> datetime:
     return (NOW - timedelta(minutes=ago)).replace(second=0)
 
 
-def _plan(listed, states=None, limit=5, hours=6.0, model_loaded=True):
-    return plan(listed, states or {}, NOW, since=NOW - timedelta(hours=hours), settle_s=30,
-                limit=limit, model_loaded=model_loaded)
+def _plan(listed, states=None, limit=5, hours=6.0, model_loaded=True, seen_ago=60.0):
+    first_seen = {f.minute: NOW - timedelta(seconds=seen_ago) for f in listed}
+    return plan(listed, states or {}, NOW, since=NOW - timedelta(hours=hours), settle_s=10,
+                limit=limit, model_loaded=model_loaded, first_seen=first_seen)
+
+
+def test_a_minute_is_taken_settle_seconds_after_its_first_frame_was_listed():
+    assert _plan(_listed(1), seen_ago=5)[0] == []  # listed 5 s ago: others may still appear
+    assert _plan(_listed(1), seen_ago=11)[0] == [_minute(1)]  # not 90 s after the minute ends
+
+
+def test_without_a_record_of_its_listing_a_minute_waits_until_every_frame_is_public():
+    listed = _listed(1, 3)
+    minutes, _ = plan(listed, {}, NOW, since=NOW - timedelta(hours=6), settle_s=10, limit=5, model_loaded=True)
+    assert minutes == [_minute(3)]  # minute 1 may still gain frames (published up to 80 s late)
 
 
 def test_newest_first_and_bounded_per_tick():

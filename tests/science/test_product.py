@@ -131,3 +131,31 @@ def test_quicklook_png(tmp_path: Path, gauss: np.ndarray) -> None:
     bluish = (pixels[..., 2] - pixels[..., 0]) > 20
     assert reddish[: height // 2].sum() > 1000 and bluish[height // 2 :].sum() > 1000
     assert io.BytesIO(path.read_bytes()).read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_uncertainty_layers_are_sunpy_maps_on_the_same_grid(tmp_path: Path, gauss, geometry, provenance) -> None:
+    import sunpy.map
+
+    from service.science.product import product_fits_bytes
+
+    sigma = np.where(np.isfinite(gauss), 12.5, np.nan).astype(np.float32)
+    confidence = np.where(np.isfinite(gauss), 0.8, np.nan).astype(np.float32)
+    path = tmp_path / "layers.fits"
+    path.write_bytes(product_fits_bytes(gauss, geometry, provenance, sigma=sigma, confidence=confidence))
+    with fits.open(path, checksum=True) as hdul:
+        assert [h.name for h in hdul] == ["PRIMARY", "SIGMA", "CONFIDENCE"]
+        assert hdul["SIGMA"].header["BUNIT"] == "Gauss"
+        np.testing.assert_array_equal(hdul[0].data, gauss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sunpy notes the missing WAVELNTH and the like
+        field, sig, conf = sunpy.map.Map(path)
+    assert sig.reference_pixel == field.reference_pixel and sig.scale == field.scale
+    assert conf.date == field.date and np.nanmax(conf.data) == pytest.approx(0.8)
+    assert np.isnan(conf.data[0, 0])  # off the disk
+
+
+def test_layers_come_together(gauss, geometry, provenance) -> None:
+    from service.science.product import product_fits_bytes
+
+    with pytest.raises(ValueError, match="together"):
+        product_fits_bytes(gauss, geometry, provenance, sigma=np.zeros_like(gauss))

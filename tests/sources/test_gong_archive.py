@@ -210,3 +210,33 @@ def test_listing_through_http(upstream):
     now = datetime(2026, 11, 21, 12, 5, tzinfo=UTC)
     frames = archive.list_recent(now, datetime(2026, 11, 21, 12, 0, 30, tzinfo=UTC))
     assert [f.name for f in frames] == ["20261121120034Lh.fits.fz", "20261121120114Ch.fits.fz"]
+
+
+def test_listings_are_polled_with_conditional_requests(val_folder_replay):
+    replay, url = val_folder_replay
+    archive, _ = _archive(url)
+    today = datetime.now(UTC).date()
+    first, second = archive.list_day(today), archive.list_day(today)
+    assert first == second and first  # the 304 answer gives the page kept from the first
+    assert (replay.listings, replay.not_modified) == (2, 1)
+
+
+def test_a_day_that_is_over_is_not_listed_again_every_poll(upstream):
+    state, base = upstream
+    state.script["/HA/haf/202611/20261121/"] = [(200, APACHE_PAGE.encode(), "")]
+    archive, _ = _archive(base)
+    day = date(2026, 11, 21)  # long over
+    assert archive.list_day(day) == archive.list_day(day) == archive.list_day(day)
+    assert state.hits["/HA/haf/202611/20261121/"] == 1
+
+
+@pytest.fixture
+def val_folder_replay(data_dir, tmp_path):
+    from service.devtools.replay import ReplayArchive, serve_in_thread
+    from tests.frames import link_val_days
+
+    replay = ReplayArchive(link_val_days(data_dir, tmp_path / "val", 2), rewind_minutes=3, backlog=2)
+    server, url = serve_in_thread(replay)
+    yield replay, url
+    server.shutdown()
+    server.server_close()

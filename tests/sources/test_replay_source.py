@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from service.devtools.replay import ReplayArchive, serve_in_thread
@@ -63,7 +64,7 @@ def test_the_source_gets_the_truth_of_a_published_frame(served: tuple[ReplayArch
     frame = archive.frames_of_minute(1)[0]
     m = source.nearest(frame.obs_time, frame.name)
     assert m is not None and m.in_model_frame and m.obs_time == frame.obs_time
-    assert m.sha256 == hashlib.sha256(frame.item.truth.read_bytes()).hexdigest()
+    assert m.sha256 == hashlib.sha256(archive.truth_bytes(frame.name)).hexdigest()
     assert source.nearest(frame.obs_time, "not-a-gong-frame.fits") is None
 
 
@@ -77,10 +78,25 @@ def test_the_source_gets_the_prior_once_per_file(served: tuple[ReplayArchive, Re
     assert archive.requests == before + 1  # the JSON answer only: the image is kept
 
 
+def test_the_prior_is_in_the_polarity_of_its_stamped_date_as_the_truth_is(
+        served: tuple[ReplayArchive, ReplaySource]) -> None:
+    """2014 (cycle 24) data stamped in 2026 (cycle 25): negated, so persistence and truth agree."""
+    from service.sources.magnetograms.files import read_webp
+
+    archive, source = served
+    m = source.newest_before(frame_time(archive, 2), timedelta(0), WEEK)
+    assert m is not None
+    own = read_webp(archive.hmi_file(m.origin).read_bytes(), m.origin)
+    on = np.isfinite(own.data)
+    assert np.array_equal(m.data[on], -own.data[on])
+
+
 def test_the_prior_endpoint_answers_400_and_404(served: tuple[ReplayArchive, ReplaySource]) -> None:
     archive, source = served
     with httpx.Client(base_url=source.base_url) as client:
         assert client.get("/prior.json", params={"t": "yesterday"}).status_code == 400
         assert client.get("/prior.json", params={"t": frame_time(archive, 0).isoformat()}).status_code == 404
         assert client.get("/hmi/nope_hmi.webp").status_code == 404
+        name = archive.queues["B"][0].truth.name
+        assert client.get(f"/hmi/{name}").status_code == 400  # no stamp: no polarity to serve it in
     assert source.newest_before(frame_time(archive, 0), timedelta(0), WEEK) is None

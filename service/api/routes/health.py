@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from service import __version__
 from service.api.deps import RuntimeDep, SessionDep, SettingsDep, StoreDep
 from service.api.schemas import Check, Health, Readiness
+from service.api.state import AppState
 from service.db import Product
 from service.observability import REGISTRY
 
@@ -57,6 +58,19 @@ def _check_feed(
     return Check(ok=True, detail=f"newest product committed {age:.0f} s ago")
 
 
+def _check_pipeline(runtime: AppState) -> Check:
+    """Running (leading or following), with its last tick; not ready while starting or stopping."""
+    if runtime.pipeline != "running":
+        detail = runtime.pipeline + (f": {runtime.pipeline_detail}" if runtime.pipeline_detail else "")
+        return Check(ok=False, detail=detail)
+    if runtime.last_tick_at is None:
+        return Check(ok=True, detail="running, first tick not done yet")
+    age = (datetime.now(UTC) - runtime.last_tick_at).total_seconds()
+    role = "leader" if runtime.leader else "follower (another replica schedules)"
+    error = f"; last tick failed: {runtime.last_tick_error}" if runtime.last_tick_error else ""
+    return Check(ok=True, detail=f"running, {role}, last tick {age:.0f} s ago{error}")
+
+
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(
     session: SessionDep, store: StoreDep, runtime: RuntimeDep, settings: SettingsDep,
@@ -69,12 +83,15 @@ async def readyz(
         "store": await run_in_threadpool(_check_store, store),
     }
     if runtime is None:
+        checks["pipeline"] = Check(ok=True, detail="not applicable: API-only process")
         checks["model"] = Check(ok=True, detail="not applicable: API-only process")
     elif runtime.model_loaded:
         providers = ", ".join(runtime.active_providers) or "unknown provider"
         checks["model"] = Check(ok=True, detail=f"{runtime.model_version} on {providers}")
     else:
         checks["model"] = Check(ok=False, detail="no model loaded")
+    if runtime is not None and runtime.pipeline is not None:
+        checks["pipeline"] = _check_pipeline(runtime)
     checks["feed"] = _check_feed(runtime, newest, settings.stale_after_s)
     ready = all(c.ok for c in checks.values())
     if not ready:
@@ -83,6 +100,34 @@ async def readyz(
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=True)
-def metrics() -> Response:
-    """Prometheus exposition of every synmag metric."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of every synmag metric.
+
+    Under ``synmag serve`` the pipeline's metrics live in its own process: its
+    exposition is served, plus any family only this process has.
+    """
+    own = generate_latest(REGISTRY)
+    source = request.app.state.pipeline_metrics
+    pipeline = await run_in_threadpool(source) if source is not None else None
+    body = merge_expositions(pipeline, own) if pipeline else own
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _families(text: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, block) of each metric family in a text exposition, in order."""
+    families: list[tuple[bytes, list[bytes]]] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(b"# HELP "):
+            families.append((line.split(b" ", 3)[2], []))
+        if families:
+            families[-1][1].append(line)
+    return [(name, b"".join(lines)) for name, lines in families]
+
+
+def merge_expositions(primary: bytes, secondary: bytes) -> bytes:
+    """``primary``, then the families of ``secondary`` that ``primary`` lacks."""
+    have = {name for name, _ in _families(primary)}
+    extra = b"".join(block for name, block in _families(secondary) if name not in have)
+    if primary and not primary.endswith(b"\n"):
+        primary += b"\n"
+    return primary + extra

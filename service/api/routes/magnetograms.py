@@ -9,8 +9,17 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from service.api import products
-from service.api.deps import BaseUrlDep, SessionDep, StoreDep, parse_utc
+from service.api.deps import BaseUrlDep, SessionDep, StoreDep
 from service.api.files import IMMUTABLE, etag_matches, serve_object
+from service.api.params import (
+    MAX_TIME_CHARS,
+    TIME_RANGE,
+    CursorParam,
+    ModelParam,
+    Order,
+    ProductId,
+    parse_time,
+)
 from service.api.quicklook import render_input_png
 from service.api.schemas import ErrorBody, Magnetogram, MagnetogramPage
 from service.errors import FrameRejected
@@ -19,7 +28,11 @@ from service.storage import ObjectNotFound
 router = APIRouter(prefix="/v1/magnetograms", tags=["magnetograms"])
 
 MAX_LIMIT = 1000
+DATE_TIME = {"format": "date-time"}  # in the OpenAPI: clients and fuzzers know what to send
 NOT_FOUND = {404: {"model": ErrorBody}}
+
+
+LATEST_HEADERS = {"Cache-Control": "no-cache"}  # revalidate every time: the ETag makes it a 304
 
 
 def _product_or_404(session: SessionDep, product_id: int) -> products.Product:
@@ -29,13 +42,25 @@ def _product_or_404(session: SessionDep, product_id: int) -> products.Product:
     return product
 
 
-@router.get("/latest", response_model=Magnetogram, responses=NOT_FOUND)
-def latest(session: SessionDep, base: BaseUrlDep, model: str | None = None) -> Magnetogram:
-    """The newest synthetic magnetogram, with links to its FITS and PNG."""
-    product = products.latest_product(session, model_version=model)
-    if product is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no magnetogram has been produced yet")
-    return products.detail(session, products.get_product(session, product.id), base)
+@router.get(
+    "/latest", response_class=Response,
+    responses={200: {"model": Magnetogram, "description": "The newest product (ETag; 304 on If-None-Match)"},
+               304: {"description": "Unchanged since the ETag sent"}, **NOT_FOUND},
+)
+async def latest(request: Request, model: ModelParam = None) -> Response:
+    """The newest synthetic magnetogram, with links to its FITS and PNG.
+
+    Served from memory (:mod:`service.api.latest`); its ETag changes when the
+    newest product or its verification does, so pollers can send ``If-None-Match``.
+    """
+    answer = await request.app.state.latest.answer(model)
+    if answer.status != 200:
+        return Response(answer.body, status_code=answer.status, media_type="application/json",
+                        headers=LATEST_HEADERS)
+    headers = {**LATEST_HEADERS, "ETag": answer.etag}
+    if etag_matches(request, answer.etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(answer.body, media_type="application/json", headers=headers)
 
 
 @router.get("", response_model=MagnetogramPage, responses={400: {"model": ErrorBody}})
@@ -43,23 +68,22 @@ def search(
     request: Request,
     session: SessionDep,
     base: BaseUrlDep,
-    start: Annotated[str | None, Query(description="ISO 8601 UTC, inclusive")] = None,
-    end: Annotated[str | None, Query(description="ISO 8601 UTC, exclusive")] = None,
+    start: Annotated[str | None, Query(max_length=MAX_TIME_CHARS, json_schema_extra=DATE_TIME,
+                                       description=f"ISO 8601, inclusive ({TIME_RANGE})")] = None,
+    end: Annotated[str | None, Query(max_length=MAX_TIME_CHARS, json_schema_extra=DATE_TIME,
+                                     description=f"ISO 8601, exclusive ({TIME_RANGE})")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
-    model: Annotated[str | None, Query(description="only this model version")] = None,
+    cursor: CursorParam = None,
+    order: Annotated[Order, Query()] = "asc",
+    model: ModelParam = None,
 ) -> MagnetogramPage:
     """Products observed in ``[start, end)``, in time order, one page at a time."""
-    t0, t1 = parse_utc("start", start), parse_utc("end", end)
+    t0, t1 = parse_time("start", start), parse_time("end", end)
     if t0 is not None and t1 is not None and t1 <= t0:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "end must be after start")
-    try:
-        rows, next_cursor = products.list_products(
-            session, start=t0, end=t1, limit=limit, order=order, cursor=cursor, model_version=model
-        )
-    except products.BadCursor as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    rows, next_cursor = products.list_products(  # a bad cursor raises BadCursor: 400
+        session, start=t0, end=t1, limit=limit, order=order, cursor=cursor, model_version=model
+    )
     next_url = None
     if next_cursor:
         params = {k: v for k, v in request.query_params.items() if k != "cursor"}
@@ -72,29 +96,29 @@ def search(
     )
 
 
-@router.get("/{product_id:int}", response_model=Magnetogram, responses=NOT_FOUND)
-def get_one(product_id: int, session: SessionDep, base: BaseUrlDep) -> Magnetogram:
+@router.get("/{product_id:id64}", response_model=Magnetogram, responses=NOT_FOUND)
+def get_one(product_id: ProductId, session: SessionDep, base: BaseUrlDep) -> Magnetogram:
     """Metadata, provenance, quality flags and verification scores of one product."""
     return products.detail(session, _product_or_404(session, product_id), base)
 
 
 @router.get(
-    "/{product_id:int}.fits",
+    "/{product_id:id64}.fits",
     response_class=Response,
     responses={200: {"content": {"application/fits": {}}}, 304: {}, 307: {}, **NOT_FOUND},
 )
-def get_fits(product_id: int, request: Request, session: SessionDep, store: StoreDep) -> Response:
+def get_fits(product_id: ProductId, request: Request, session: SessionDep, store: StoreDep) -> Response:
     """The FITS product (Gauss); a redirect to a presigned URL when the store is S3."""
     product = _product_or_404(session, product_id)
     return serve_object(request, store, product.fits_uri, product.fits_sha256, "application/fits")
 
 
 @router.get(
-    "/{product_id:int}.png",
+    "/{product_id:id64}.png",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 304: {}, 307: {}, **NOT_FOUND},
 )
-def get_png(product_id: int, request: Request, session: SessionDep, store: StoreDep) -> Response:
+def get_png(product_id: ProductId, request: Request, session: SessionDep, store: StoreDep) -> Response:
     """The quick-look PNG (colorbar in Gauss)."""
     product = _product_or_404(session, product_id)
     if not product.png_uri:
@@ -103,12 +127,12 @@ def get_png(product_id: int, request: Request, session: SessionDep, store: Store
 
 
 @router.get(
-    "/{product_id:int}/input.png",
+    "/{product_id:id64}/input.png",
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 304: {}, **NOT_FOUND},
 )
 async def get_input_png(
-    product_id: int, request: Request, session: SessionDep, store: StoreDep
+    product_id: ProductId, request: Request, session: SessionDep, store: StoreDep
 ) -> Response:
     """Quick-look of the H-alpha the model saw (the stored raw frame, preprocessed again)."""
     product = await run_in_threadpool(_product_or_404, session, product_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import AdminDep, RuntimeDep
+from service.api.params import ModelVersionPath
 from service.api.schemas import ErrorBody, ModelAction, ModelInfo, ModelList
 from service.db import ModelVersion
 from service.errors import UsageError
@@ -58,7 +59,7 @@ def list_models(request: Request, runtime: RuntimeDep) -> ModelList:
     "/{version}/promote", response_model=ModelAction, responses=ADMIN_ERRORS,
     dependencies=[AdminDep],
 )
-async def promote(version: str, request: Request, force: bool = False) -> ModelAction:
+async def promote(version: ModelVersionPath, request: Request, force: bool = False) -> ModelAction:
     """Make ``version`` production; the promotion gate runs unless ``force=true``."""
     from service.registry import GateFailed
 
@@ -92,7 +93,7 @@ async def rollback(request: Request) -> ModelAction:
     "/{version}/rollback", response_model=ModelAction, responses=ADMIN_ERRORS,
     dependencies=[AdminDep],
 )
-async def rollback_version(version: str, request: Request) -> ModelAction:
+async def rollback_version(version: ModelVersionPath, request: Request) -> ModelAction:
     """Roll ``version`` back; refused (409) unless it is the version in production."""
     production = await run_in_threadpool(_registry(request).production)
     if production is None or production.version != version:

@@ -3,15 +3,21 @@
 "use strict";
 
 const api = "/v1/magnetograms";
+const EMPTY_RECHECK_MS = 10000;  // how often an empty feed is looked at again
 let current = null;  // the product shown (API "Magnetogram" object)
+let emptyTimer = null;
 const $ = (id) => document.getElementById(id);
+
+class HttpError extends Error {
+  constructor(status, message) { super(`${status}: ${message}`); this.status = status; }
+}
 
 async function getJSON(url) {
   const res = await fetch(url, { headers: { Accept: "application/json" } });
   if (!res.ok) {
     let msg = res.statusText;
     try { msg = (await res.json()).detail || msg; } catch (e) { /* not JSON */ }
-    throw new Error(`${res.status}: ${msg}`);
+    throw new HttpError(res.status, msg);
   }
   return res.json();
 }
@@ -65,6 +71,10 @@ function showVerification(v) {
 
 function show(p) {
   current = p;
+  clearTimeout(emptyTimer);
+  $("empty").hidden = true;
+  $("product").hidden = false;
+  $("panels").hidden = false;
   $("obs-time").textContent = p.obs_time.replace("+00:00", "Z");
   $("product-img").src = p.png_url || "";
   $("product-img").dataset.productId = String(p.id);
@@ -90,9 +100,45 @@ function show(p) {
   history.replaceState(null, "", `#${p.id}`);
 }
 
+// No product to show: say what is missing (from /v1/status), hide the empty figures,
+// and look again every EMPTY_RECHECK_MS until the first product arrives.
+async function showEmpty(title) {
+  current = null;
+  $("product").hidden = true;
+  $("panels").hidden = true;
+  $("prev").disabled = true;
+  $("next").disabled = true;
+  $("obs-time").textContent = "no product";
+  $("empty-title").textContent = title;
+  const list = $("empty-reasons");
+  list.replaceChildren();
+  let reasons;
+  try { reasons = (await getJSON("/v1/status")).reasons; }
+  catch (err) { reasons = [`the feed's status is unavailable (${err.message})`]; }
+  for (const why of reasons) {
+    const li = document.createElement("li");
+    li.textContent = why;
+    list.append(li);
+  }
+  $("empty-checked").textContent = `checked ${new Date().toISOString().slice(0, 19)}Z; looking again every ${EMPTY_RECHECK_MS / 1000} s`;
+  $("empty").hidden = false;
+  $("status").textContent = "";
+  clearTimeout(emptyTimer);
+  emptyTimer = setTimeout(() => load(`${api}/latest`), EMPTY_RECHECK_MS);
+}
+
 async function load(url) {
   try { show(await getJSON(url)); }
-  catch (err) { $("status").textContent = `could not load: ${err.message}`; }
+  catch (err) {
+    const latest = url === `${api}/latest`;
+    if (err.status === 404 && latest) { await showEmpty("No magnetogram yet"); return; }
+    $("status").textContent = `could not load: ${err.message}`;
+    if (current) return;  // keep showing the product on screen
+    if (!latest) { load(`${api}/latest`); return; }  // e.g. a stale #id: the newest instead
+    $("obs-time").textContent = "unavailable";
+    clearTimeout(emptyTimer);
+    emptyTimer = setTimeout(() => load(`${api}/latest`), EMPTY_RECHECK_MS);
+  }
 }
 
 function init() {

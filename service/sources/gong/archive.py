@@ -12,7 +12,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from service.science.frame import HalphaFrame
 from service.settings import Settings
@@ -28,6 +28,8 @@ SOURCE = "gong"
 _HREF = re.compile(r"""href\s*=\s*["']([^"'#?]+)["']""", re.IGNORECASE)
 # Near 00 UT the previous day's directory still receives frames.
 YESTERDAY_MARGIN = timedelta(minutes=10)
+# A day that is over is listed again this seldom (late additions, just in case).
+CLOSED_DAY_RELIST = timedelta(minutes=10)
 
 
 def remote_frame(name: str, base_url: str) -> RemoteFrame | None:
@@ -68,6 +70,7 @@ class GongArchive(FrameSource):
     def __init__(self, settings: Settings, sleep: Callable[[float], None] | None = None) -> None:
         self.base_url = settings.gong_base_url.rstrip("/")
         self.http = UpstreamHttp(settings, "synmag (GONG H-alpha to synthetic magnetogram)", sleep)
+        self._closed_days: dict[date, tuple[float, list[RemoteFrame]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GongArchive:
@@ -86,14 +89,28 @@ class GongArchive(FrameSource):
         self.close()
 
     def list_day(self, day: date, deadline: float | None = None) -> list[RemoteFrame]:
-        """Frames in one UTC day's directory; a missing directory (404) is empty."""
+        """Frames in one UTC day's directory; a missing directory (404) is empty.
+
+        Listings are polled every tick, so they are conditional GETs (a 304 when unchanged).
+        A day that is over (no frame can still arrive: :data:`YESTERDAY_MARGIN` after its end)
+        is listed again at most every :data:`CLOSED_DAY_RELIST`: the catch-up window reaching
+        into yesterday costs no second listing a poll.
+        """
         from service.errors import SkipError
 
+        closed = datetime.now(UTC) - YESTERDAY_MARGIN > datetime.combine(day, datetime.min.time(), UTC) + timedelta(days=1)
+        kept = self._closed_days.get(day)
+        if closed and kept is not None and time.monotonic() - kept[0] < CLOSED_DAY_RELIST.total_seconds():
+            return kept[1]
         try:
-            body = self.http.get(f"{self.base_url}/{day_path(day)}", deadline)
+            body = self.http.get(f"{self.base_url}/{day_path(day)}", deadline, conditional=True)
         except SkipError:
             return []
-        return parse_listing(body.decode("utf-8", errors="replace"), self.base_url)
+        frames = parse_listing(body.decode("utf-8", errors="replace"), self.base_url)
+        if closed:
+            self._closed_days = {d: v for d, v in self._closed_days.items() if d >= day - timedelta(days=2)}
+            self._closed_days[day] = (time.monotonic(), frames)
+        return frames
 
     def list_recent(self, now: datetime, since: datetime, deadline: float | None = None) -> list[RemoteFrame]:
         """Frames observed in ``[since, now]``: today's listing, and earlier days' the window reaches."""

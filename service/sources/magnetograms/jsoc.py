@@ -260,7 +260,6 @@ class JsocSource(MagnetogramSource):
         self._lock = threading.Lock()
         self._records: OrderedDict[tuple[str, str], Magnetogram] = OrderedDict()
         self._aborted = threading.Event()
-        self.queries = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JsocSource:
@@ -307,7 +306,6 @@ class JsocSource(MagnetogramSource):
     def _query_once(self, ds: str, keys: tuple[str, ...], segment: bool) -> tuple[list[dict[str, Any]], list[str]]:
         from drms.exceptions import DrmsError
 
-        self.queries += 1
         try:
             result = self.client.query(ds, key=",".join(keys), seg=JSOC_SEGMENT if segment else None,
                                        skip_conversion=list(RAW_KEYS))

@@ -10,8 +10,11 @@ GONG frames re-stamped to now and serves their HMI:
     the newest HMI of an earlier dataset day observed in ``[t - max_age, t - min_age]``,
     stamped with the real gap between the two dataset days before the replay time of
     the frame published at ``t`` (the nowcast's prior, persistence):
-    ``{"obs_time", "file", "url", "age_s"}``; the image itself is ``GET {url}/hmi/{file}``,
-    fetched once per file and stamp.
+    ``{"obs_time", "file", "url", "age_s"}``; the image itself is at ``url``
+    (``/hmi/{file}?stamp=ISO``), fetched once per file and stamp.
+
+Like the frames, both are in the polarity of the date they are stamped with (the replay
+negates 2014 data stamped into cycle 25).
 
 Both answer 404 when there is none.
 """
@@ -101,7 +104,7 @@ class ReplaySource(MagnetogramSource):
             raise RetryableError(f"{url}: not JSON ({exc})") from exc
         try:
             obs_time = aware_utc(datetime.fromisoformat(found["obs_time"]))
-            file = str(found["file"])
+            file, path = str(found["file"]), str(found["url"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise RetryableError(f"{url}: answer without an aware obs_time or a file: {found}") from exc
-        return self._image(f"{self.base_url}/hmi/{quote(file)}", obs_time, file)
+            raise RetryableError(f"{url}: answer without an aware obs_time, a file and a url: {found}") from exc
+        return self._image(f"{self.base_url}/{path.lstrip('/')}", obs_time, file)
