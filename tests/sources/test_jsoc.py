@@ -37,9 +37,9 @@ def standin(tmp_path: Path) -> Iterator[tuple[JsocStandin, str]]:
 
 
 def source(url: str, retries: int = 2, **settings: object) -> JsocSource:
-    """A source for the stand-in at ``url``, closed when the test ends; backoff without waiting."""
-    src = JsocSource.from_settings(Settings(jsoc_url=url, http_retries=retries, http_backoff_base_s=0.0,
-                                            http_backoff_cap_s=0.0, **settings))
+    """A source for the stand-in at ``url``, closed when the test ends; backoff without waiting unless asked."""
+    backoff = {"http_backoff_base_s": 0.0, "http_backoff_cap_s": 0.0, **settings}
+    src = JsocSource.from_settings(Settings(jsoc_url=url, http_retries=retries, **backoff))
     _OPEN.append(src)
     return src
 
@@ -184,3 +184,17 @@ def test_the_source_is_built_from_settings() -> None:
         assert isinstance(src.http, UpstreamHttp)
     with JsocSource.from_settings(Settings()) as default:
         assert default.base_url == "http://jsoc.stanford.edu"
+
+
+def test_abort_ends_a_backoff_at_once(standin: tuple[JsocStandin, str]) -> None:
+    import threading
+    import time
+
+    st, url = standin
+    st.fail_next = 100
+    src = source(url, retries=3, http_backoff_base_s=30.0, http_backoff_cap_s=30.0)
+    threading.Timer(0.5, src.abort).start()
+    t0 = time.monotonic()
+    with pytest.raises(RetryableError, match="stopped while retrying"):
+        src.nearest(T0)
+    assert time.monotonic() - t0 < 10.0  # not the 15-30 s backoff

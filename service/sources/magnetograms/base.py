@@ -139,6 +139,9 @@ class MagnetogramSource(ABC):
         feed: a source lists and fetches each record once, not once per call.
         """
 
+    def abort(self) -> None:  # noqa: B027 - optional hook, a local source has nothing to retry
+        """Stop retrying: a backoff in progress ends now (the service is stopping)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
         """Release connections (default: nothing to release)."""
 

@@ -282,9 +282,12 @@ class JsocSource(MagnetogramSource):
             self._client = drms.Client(config)
         return self._client
 
-    def close(self) -> None:
+    def abort(self) -> None:
         self._aborted.set()
         self.http.abort()
+
+    def close(self) -> None:
+        self.abort()
         self.http.close()
 
     # -- queries --------------------------------------------------------------------------

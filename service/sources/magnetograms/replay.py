@@ -62,6 +62,9 @@ class ReplaySource(MagnetogramSource):
             raise UsageError("SYNMAG_TRUTH_SOURCE=replay needs SYNMAG_TRUTH_URL (the replay archive's root)")
         return cls(settings.truth_url, UpstreamHttp(settings, "synmag-replay-hmi"))
 
+    def abort(self) -> None:
+        self.http.abort()
+
     def close(self) -> None:
         self.http.close()
 
