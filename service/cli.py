@@ -26,7 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "products": ("products", "list stored products"),
     "reprocess": ("reprocess", "add a model version's products for past minutes, from the archived frames"),
     "serve": ("serve", "run the scheduler, pipeline and HTTP API"),
+    "verify": ("verify", "score products against the real magnetogram of their minute, with persistence"),
     "replay": ("replay", "serve a folder of GONG frames over HTTP in the NSO layout"),
+    "jsoc-standin": ("jsoc_standin", "serve dataset days as a JSOC (hmi.M_720s, _nrt) that drms can query"),
     "migrate": ("migrate", "apply database migrations"),
 }
 

@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     truth_url: str | None = Field(
         default=None, description="Root URL of the 'replay' truth source (the replay archive)"
     )
+    jsoc_url: str = Field(
+        default="http://jsoc.stanford.edu",
+        description="JSOC root of the 'jsoc' magnetogram source (drms CGIs under /cgi-bin/ajax/); "
+        "a stand-in's URL for drills (synmag jsoc-standin)",
+    )
+    jsoc_timeout_s: float = Field(
+        default=120.0, gt=0, description="limit on one JSOC segment download (a 4096x4096 image is ~10 MB)"
+    )
 
     # --- logging -----------------------------------------------------------
     log_level: str = "INFO"
@@ -145,6 +153,13 @@ class Settings(BaseSettings):
         if isinstance(value, list) and not value:
             raise ValueError("SYNMAG_FRAME_SOURCES must name at least one frame source")
         return value
+
+    @field_validator("jsoc_url", "truth_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
 
     @field_validator("store_url")
     @classmethod

@@ -12,7 +12,10 @@ Sources
     :func:`service.devtools.gong_writer.write_gong_frame`, so the val split is a
     real-data feed). For a dataset folder the paired HMI image is served as
     truth at ``/truth/{gong file name}.hmi.webp`` (see
-    :meth:`ReplayArchive.truth_for`).
+    :meth:`ReplayArchive.truth_for`), and an earlier day's HMI as a prior at
+    ``/prior.json?t=ISO&min_age_s=S&max_age_s=S`` (see :meth:`ReplayArchive.prior_for`;
+    the image at ``/hmi/{file}?stamp=ISO``, in the stamped date's polarity as the truth
+    is): what the ``replay`` magnetogram source reads.
 
 Clock
     Replay minute ``k`` is stamped ``anchor + k`` minutes, ``anchor`` being the
@@ -39,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import html
 import io
+import json
 import logging
 import math
 import re
@@ -50,6 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlencode
 
 from service.sources.gong.names import FRAME_NAME, day_path, frame_name, parse_name
 from service.sources.gong.sites import SITES, site_by_letter
@@ -61,6 +66,7 @@ SITE_LETTERS = "".join(s.letter for s in SITES)
 _DAY_URL = re.compile(r"^/HA/haf/(\d{6})/(\d{8})/?$")
 _FRAME_URL = re.compile(r"^/HA/haf/(\d{6})/(\d{8})/([^/]+)$")
 _TRUTH_URL = re.compile(r"^/truth/([^/]+)\.hmi\.webp$")
+_HMI_URL = re.compile(r"^/hmi/([^/]+_hmi\.webp)$")
 # Seconds past the minute at which each site's frame is stamped (sites observe apart).
 _SITE_SECOND_STEP = 20
 _SITE_SECOND_FIRST = 14
@@ -236,21 +242,51 @@ class ReplayArchive:
         frame = self.find(gong_name)
         if frame is None or frame.item.truth is None:
             return None
-        raw = frame.item.truth.read_bytes()
-        if truth_sign(frame) == 1:
-            return raw
-        from PIL import Image
-
-        from service.science.dataset import read_hmi_u8
-
-        buf = io.BytesIO()
-        Image.fromarray(255 - read_hmi_u8(io.BytesIO(raw))).save(buf, format="WEBP", lossless=True)
-        return buf.getvalue()
+        return hmi_bytes(frame.item.truth, frame.obs_time)
 
     def truth_for(self, gong_name: str) -> Path | None:
         """The HMI image paired with a published frame (dataset sources), or ``None``."""
         frame = self.find(gong_name)
         return frame.item.truth if frame is not None else None
+
+    def prior_for(self, t: datetime, min_age: timedelta, max_age: timedelta) -> tuple[Path, datetime] | None:
+        """An earlier dataset day's HMI for the frame published at ``t``, and its stamped time.
+
+        The frame of ``t``'s replay minute shows dataset day ``i``; an earlier day ``j``
+        (same queue, with HMI) is stamped ``frame time - (stem_i - stem_j)``: the real
+        gap between the two days. The newest stamp within ``[t - max_age, t - min_age]``
+        wins; None when the minute is not published or no earlier day fits. The day's
+        own HMI is never a prior (it is the truth).
+        """
+        k = math.floor((t - self.anchor).total_seconds() / 60.0)
+        if k < 0 or k >= self.published_count():
+            return None
+        frame = self.frames_of_minute(k)[0]
+        if frame.item.kind != "webp":
+            return None
+        queue = self.queues[frame.site_letter]
+        i = k % len(queue)
+        day_i = _dataset_time(queue[i].path)
+        for item in reversed(queue[:i]):
+            day_j = _dataset_time(item.path)
+            if item.truth is None or day_i is None or day_j is None or day_j >= day_i:
+                continue
+            stamped = frame.obs_time - (day_i - day_j)
+            if stamped > t - min_age:
+                continue
+            return (item.truth, stamped) if stamped >= t - max_age else None
+        return None
+
+    def hmi_file(self, name: str) -> Path | None:
+        """A dataset HMI file of the source folder by name (a prior's image), or ``None``.
+
+        Served as :func:`hmi_bytes` for the time the prior is stamped with (``?stamp=``),
+        in that date's polarity as the truth is."""
+        for queue in self.queues.values():
+            for item in queue:
+                if item.truth is not None and item.truth.name == name:
+                    return item.truth
+        return None
 
     # -- frame bytes ---------------------------------------------------------------
     def frame_bytes(self, frame: Published) -> bytes:
@@ -315,6 +351,14 @@ class ReplayArchive:
         )
 
 
+def _dataset_time(path: Path) -> datetime | None:
+    """The dataset stem's time (``2014-03-19T00_00_54_halpha.webp``), or None."""
+    try:
+        return datetime.strptime(path.name[:19], "%Y-%m-%dT%H_%M_%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def truth_sign(frame: Published) -> int:
     """+1, or -1 when the frame's stamped date is of the other Hale parity than its data's date."""
     from service.science.cycles import cycle_of, polarity_sign
@@ -323,6 +367,27 @@ def truth_sign(frame: Published) -> int:
     if frame.item.kind != "webp":
         return 1
     return polarity_sign(frame.obs_time, cycle_of(pair_time(frame.item.path)))
+
+
+def hmi_bytes(path: Path, stamped: datetime) -> bytes:
+    """A dataset HMI file as served when stamped ``stamped``: in that date's polarity.
+
+    See :meth:`ReplayArchive.truth_bytes`: negated (``255 - v``, exact) when the stamped
+    date's cycle has the other Hale parity from the data's own date.
+    """
+    from service.science.cycles import cycle_of, polarity_sign
+    from service.science.dataset import pair_time
+
+    raw = path.read_bytes()
+    if polarity_sign(stamped, cycle_of(pair_time(path))) == 1:
+        return raw
+    from PIL import Image
+
+    from service.science.dataset import read_hmi_u8
+
+    buf = io.BytesIO()
+    Image.fromarray(255 - read_hmi_u8(io.BytesIO(raw))).save(buf, format="WEBP", lossless=True)
+    return buf.getvalue()
 
 
 def render_frame(item: SourceItem, obs_time: datetime, site_letter: str, seed: int = 0) -> bytes:
@@ -426,7 +491,39 @@ class _Handler(BaseHTTPRequestHandler):
             if truth is None:
                 return self._send(404, b"no truth for this frame\n", "text/plain")
             return self._send(200, truth, "image/webp")
+        if path == "/prior.json":
+            return self._prior()
+        if m := _HMI_URL.match(path):
+            hmi = archive.hmi_file(m.group(1))
+            if hmi is None:
+                return self._send(404, b"no such HMI file\n", "text/plain")
+            try:
+                stamp = datetime.fromisoformat(parse_qs(self.path.partition("?")[2])["stamp"][0])
+                if stamp.tzinfo is None:
+                    raise ValueError("stamp must be aware")
+            except (KeyError, ValueError) as exc:
+                return self._send(400, f"bad stamp: {exc}\n".encode(), "text/plain")
+            return self._send(200, hmi_bytes(hmi, stamp.astimezone(UTC)), "image/webp")
         return self._send(404, b"not found\n", "text/plain")
+
+    def _prior(self) -> None:
+        query = parse_qs(self.path.partition("?")[2])
+        try:
+            t = datetime.fromisoformat(query["t"][0])
+            min_age = timedelta(seconds=float(query.get("min_age_s", ["0"])[0]))
+            max_age = timedelta(seconds=float(query.get("max_age_s", [str(7 * 86400)])[0]))
+            if t.tzinfo is None or min_age < timedelta(0) or max_age < min_age:
+                raise ValueError("t must be aware, 0 <= min_age_s <= max_age_s")
+        except (KeyError, ValueError, OverflowError) as exc:
+            return self._send(400, f"bad prior query: {exc}\n".encode(), "text/plain")
+        found = self.archive.prior_for(t.astimezone(UTC), min_age, max_age)
+        if found is None:
+            return self._send(404, b"no earlier HMI in that window\n", "text/plain")
+        hmi, stamped = found
+        body = {"obs_time": stamped.isoformat(), "file": hmi.name,
+                "url": f"/hmi/{quote(hmi.name)}?{urlencode({'stamp': stamped.isoformat()})}",
+                "age_s": (t.astimezone(UTC) - stamped).total_seconds()}
+        return self._send(200, json.dumps(body).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)

@@ -194,6 +194,8 @@ class PipelineScheduler:
     def stop(self, wait: bool = True) -> None:
         """Stop ticking; the running tick finishes its current minute first."""
         self._stop.set()
+        if self.truth is not None:
+            self.truth.abort()  # a verification waiting out a JSOC outage ends now
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=wait)
         self.leadership.release()

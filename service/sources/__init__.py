@@ -7,5 +7,6 @@ package registers the built-in ones; a new source is a module with a registered 
 """
 
 from service.sources.gong import archive as _gong  # noqa: F401  (registers "gong")
-from service.sources.magnetograms import dataset as _dataset  # noqa: F401  (registers "dir", "replay")
+from service.sources.magnetograms import folder as _folder  # noqa: F401  (registers "dir")
 from service.sources.magnetograms import jsoc as _jsoc  # noqa: F401  (registers "jsoc")
+from service.sources.magnetograms import replay as _replay  # noqa: F401  (registers "replay")

@@ -94,7 +94,7 @@ def toy_frame(t: datetime, site: str = "T1") -> tuple[str, bytes]:
 
 # --- recipe 2: a magnetogram source ---------------------------------------------------------
 class ToyMagnetograph(MagnetogramSource):
-    """Truth already on the product grid: a bipole, whatever the time."""
+    """Truth already on the product grid: a bipole, whatever the time; the same bipole as history."""
 
     name = "toy-mag"
 
@@ -102,10 +102,17 @@ class ToyMagnetograph(MagnetogramSource):
     def from_settings(cls, settings: Settings) -> ToyMagnetograph:
         return cls()
 
-    def nearest(self, obs_time: datetime, input_file: str | None = None) -> Magnetogram | None:
+    @staticmethod
+    def bipole(t: datetime) -> Magnetogram:
         field = np.zeros((1024, 1024), np.float32)
         field[500:520, 480:500], field[500:520, 530:550] = 150.0, -150.0
-        return Magnetogram(field, None, True, {"source": self.name})
+        return Magnetogram(field, t, hashlib.sha256(field.tobytes()).hexdigest(), "toy-mag", in_model_frame=True)
+
+    def nearest(self, obs_time: datetime, input_file: str | None = None) -> Magnetogram | None:
+        return self.bipole(obs_time)
+
+    def newest_before(self, t: datetime, min_age: timedelta, max_age: timedelta) -> Magnetogram | None:
+        return self.bipole(t - min_age)
 
 
 # --- recipe 3: a metric ----------------------------------------------------------------------
@@ -156,6 +163,8 @@ def test_a_new_frame_source_makes_a_product_and_a_new_metric_verifies_it(
         # the zero map's error is the truth's bipole (2 x 400 pixels of 150 G) spread over the disk
         assert doc["zero"]["mae"] == pytest.approx(150.0 * 800 / doc["model"]["n_pixels"])
         assert doc["model"]["mae"] > 0
+        # yesterday's bipole rotated a day west misses today's: about twice the zero map's error
+        assert doc["persistence"]["mae"] == pytest.approx(2 * doc["zero"]["mae"], rel=0.1)
         gauge = obs.verification_score.labels(metric="mae", reference="model")._value.get()
         assert gauge == pytest.approx(doc["model"]["mae"])
     finally:

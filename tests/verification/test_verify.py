@@ -1,4 +1,4 @@
-"""Verification against HMI: truth sources, the hmi_prep equivalent, scores stored and exported."""
+"""Verification: products scored against the real magnetogram of their minute, zero map and persistence beside."""
 
 from __future__ import annotations
 
@@ -9,42 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.time import Time
+from sqlalchemy import select
 
-from service.sources.magnetograms.dataset import DatasetFolderSource
-from service.verification.prep import prep_to_frame
-
-
-# --------------------------------------------------------------------------- prep
-def test_prep_rotates_rescales_and_reprojects_onto_the_product_grid() -> None:
-    from service.science.preprocess import ModelGeometry
-    from service.science.product import geometry_header
-
-    geometry = ModelGeometry.for_time(Time("2024-05-01T12:00:00"))
-    target = dict(geometry_header(geometry))
-    n, scale = 1024, geometry.arcsec_per_px * 0.9  # finer than the product, rotated 180 deg
-    c = (n - 1) / 2
-    yy, xx = np.mgrid[0:n, 0:n].astype(float)
-    x, y = -(xx - c) * scale, -(yy - c) * scale
-
-    def field(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return 150 * np.sin(x / 150.0) * np.cos(y / 250.0)
-
-    hmi = np.where(np.hypot(x, y) <= geometry.rsun_arcsec, field(x, y), np.nan)
-    header = {**target, "CDELT1": scale, "CDELT2": scale, "CRPIX1": c + 1, "CRPIX2": c + 1, "CROTA2": 180.0}
-    out = prep_to_frame(hmi, header, target, oversample=1)
-    yy, xx = np.mgrid[0:1024, 0:1024].astype(float)
-    px = (xx - (target["CRPIX1"] - 1)) * geometry.arcsec_per_px
-    py = (yy - (target["CRPIX2"] - 1)) * geometry.arcsec_per_px
-    inner = np.hypot(px, py) < 0.95 * geometry.rsun_arcsec
-    assert np.isnan(out[0, 0]) and np.isfinite(out[inner]).all()
-    assert np.max(np.abs(out[inner] - field(px, py)[inner])) < 2.0  # Gauss, bilinear on a 150" wave
+from service.sources.magnetograms.folder import FolderSource
 
 
 # --------------------------------------------------------------------------- real data
 @pytest.mark.slow
 def test_product_from_real_halpha_scored_against_its_real_hmi(data_dir: Path, val_pair, tiny_onnx,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, monkeypatch) -> None:
     from service import observability as obs
+    from service.verification import verify
+
+    monkeypatch.setattr(verify, "_newest_verified", 0.0)  # gauges follow the newest: other tests verified 2024
     from service.db import InputFrame, ModelVersion, Product, make_engine, session_scope
     from service.db.migrate import upgrade
     from service.devtools.gong_writer import gong_filename, write_gong_frame
@@ -80,24 +57,28 @@ def test_product_from_real_halpha_scored_against_its_real_hmi(data_dir: Path, va
                           fits_sha256=sha256_hex(result.fits_bytes))
         s.add(product)
         s.flush()
-        verify_product(s, store, product, DatasetFolderSource(data_dir / "val"))
+        verify_product(s, store, product, FolderSource(data_dir / "val"))
         pid = product.id
     with session_scope(engine) as s:
         doc = s.get(Product, pid).verification
     assert doc["status"] == "scored" and doc["truth"]["file"].endswith("_hmi.webp")
-    for reference in ("model", "zero"):
+    assert doc["persistence_source"]["file"] < doc["truth"]["file"]  # an earlier val day
+    assert 23.9 <= doc["persistence_source"]["age_h"] <= 48.0
+    for reference in ("model", "zero", "persistence"):
         assert math.isfinite(doc[reference]["psnr"]) and math.isfinite(doc[reference]["ssim"])
     assert math.isfinite(doc["model"]["r"]) and doc["zero"]["r"] is None  # r of a constant map: NaN -> null
     assert doc["model"]["n_pixels"] > 500_000
     gauge = obs.verification_score.labels(metric="psnr", reference="model")._value.get()
     assert gauge == pytest.approx(doc["model"]["psnr"])
+    gauge = obs.verification_score.labels(metric="r_bin8", reference="persistence")._value.get()
+    assert gauge == pytest.approx(doc["persistence"]["r_bin8"])
 
 
 def test_no_truth_is_recorded_and_retried_later(tmp_path: Path) -> None:
     from service.db import Product
     from service.verification.verify import due
 
-    source = DatasetFolderSource(tmp_path)  # an empty folder: no truth for any time
+    source = FolderSource(tmp_path)  # an empty folder: no truth for any time
     assert source.nearest(datetime(2024, 5, 1, tzinfo=UTC)) is None
     now = datetime(2024, 5, 1, 12, tzinfo=UTC)
     p = Product(obs_time=now - timedelta(hours=1))
@@ -108,3 +89,128 @@ def test_no_truth_is_recorded_and_retried_later(tmp_path: Path) -> None:
     assert due(p, now)
     p.verification = {"status": "scored"}
     assert not due(p, now)
+
+
+# --------------------------------------------------------------------------- assess
+def product_map(gauss: np.ndarray, t: datetime) -> tuple[np.ndarray, object]:
+    """A model-frame map as a product file would give it: Gauss (NaN off the disk), disk geometry."""
+    from service.science.preprocess import ModelGeometry
+    from service.science.product import product_fits_bytes
+    from service.verification.verify import read_product
+
+    geometry = ModelGeometry.for_time(Time(t.replace(tzinfo=None), scale="utc"))
+    pred, _, disk = read_product(product_fits_bytes(np.where(geometry.mask(), gauss, np.nan), geometry,
+                                                    {"input_file": "x.fits.fz"}))
+    return pred, disk
+
+
+def test_model_zero_and_persistence_are_scored_on_the_same_pixels(tmp_path: Path) -> None:
+    from service.verification.verify import assess
+    from tests.hmi_days import bipole_field, write_days
+
+    times = write_days(tmp_path, 3)
+    pred, disk = product_map(bipole_field(2), times[2])  # a perfect product of day 2
+    doc = assess(pred, disk, times[2], None, FolderSource(tmp_path))
+    assert doc["status"] == "scored" and doc["truth"]["offset_s"] == 0.0
+    assert doc["model"]["r"] == pytest.approx(1.0, abs=1e-3)
+    assert doc["persistence_source"]["file"].startswith("2014-03-20") and doc["persistence_source"]["age_h"] == 24.0
+    assert doc["model"]["n_pixels"] == doc["zero"]["n_pixels"] == doc["persistence"]["n_pixels"]
+    assert doc["persistence"]["r"] < 0.5  # yesterday's bipole, rotated, is not today's (it moved 30 px more)
+
+
+def test_without_history_persistence_is_missing_with_its_reason(tmp_path: Path) -> None:
+    from service.verification.verify import assess
+    from tests.hmi_days import bipole_field, write_days
+
+    times = write_days(tmp_path, 1)
+    pred, disk = product_map(bipole_field(0), times[0])
+    doc = assess(pred, disk, times[0], None, FolderSource(tmp_path))
+    assert doc["persistence"] is None
+    assert doc["persistence_source"]["missing"].startswith("no usable magnetogram from dir observed 23.9-48 h")
+
+
+def test_a_missing_truth_is_one_line_with_the_reason(tmp_path: Path) -> None:
+    from service.verification.verify import assess
+    from tests.hmi_days import bipole_field, write_days
+
+    times = write_days(tmp_path, 1)
+    pred, disk = product_map(bipole_field(0), times[0] + timedelta(hours=1))
+    doc = assess(pred, disk, times[0] + timedelta(hours=1), None, FolderSource(tmp_path))
+    assert doc == {"status": "no_truth", "source": "dir",
+                   "reason": "no usable magnetogram from dir within 6 min of 2014-03-19T01:00:54+00:00"}
+
+
+@pytest.mark.slow
+def test_real_hmi_through_jsoc_level1_scores_as_itself_and_persistence_as_a_day_ago(data_dir: Path) -> None:
+    """The dataset's HMI of a day as the product, verified against the stand-in JSOC's level-1 of that day."""
+    from service.devtools.jsoc_standin import JsocStandin, serve_in_thread
+    from service.science.dataset import read_hmi_gauss
+    from service.settings import Settings
+    from service.sources.magnetograms.files import stem_time
+    from service.sources.magnetograms.jsoc import JsocSource
+    from service.verification.verify import assess
+
+    hmi = sorted((data_dir / "val").glob("*_hmi.webp"))[1]  # 2014-03-20: the 19th is a day before
+    t = stem_time(hmi.name)
+    server, url = serve_in_thread(JsocStandin(data_dir / "val", naxis=2048))
+    try:
+        with JsocSource.from_settings(Settings(jsoc_url=url)) as source:
+            pred, disk = product_map(read_hmi_gauss(hmi), t)
+            doc = assess(pred, disk, t, None, source)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert doc["truth"]["origin"] == "hmi.M_720s_nrt" and abs(doc["truth"]["offset_s"]) < 360
+    assert doc["model"]["r"] > 0.95 and doc["model"]["ppa_10"] > 0.9  # level 1 and back: itself
+    assert 23.9 < doc["persistence_source"]["age_h"] < 24.2
+    assert 0.3 < doc["persistence"]["r_bin8"] < doc["model"]["r_bin8"]
+
+
+def test_the_service_stores_persistence_from_jsoc_and_exports_its_gauges(tmp_path: Path, monkeypatch) -> None:
+    """``verify_pending`` (the scheduler's call) against the stand-in JSOC over HTTP, on recent products."""
+    from service import observability as obs
+    from service.db import InputFrame, ModelVersion, Product, make_engine, session_scope
+    from service.db.migrate import upgrade
+    from service.devtools.jsoc_standin import JsocStandin, serve_in_thread
+    from service.science.preprocess import ModelGeometry
+    from service.science.product import product_fits_bytes
+    from service.settings import Settings
+    from service.sources.magnetograms.jsoc import JsocSource
+    from service.storage import open_store, product_key
+    from service.verification import verify
+    from tests.feedapp import make_settings
+    from tests.hmi_days import bipole_field, write_days
+
+    monkeypatch.setattr(verify, "_newest_verified", 0.0)
+    start = datetime.now(UTC).replace(minute=0, second=30, microsecond=0) - timedelta(days=2)
+    times = write_days(tmp_path / "days", 2, start=start)
+    settings = make_settings(tmp_path)
+    engine = make_engine(settings)
+    upgrade(settings, engine)
+    store = open_store(settings)
+    geometry = ModelGeometry.for_time(Time(times[1].replace(tzinfo=None), scale="utc"))
+    fits_bytes = product_fits_bytes(np.where(geometry.mask(), bipole_field(1), np.nan), geometry,
+                                    {"input_file": "x.fits.fz"})
+    uri = store.put(product_key(times[1], "gong", "LE", "v0", "fits"), fits_bytes)
+    with session_scope(engine) as s:
+        s.add(ModelVersion(version="v0", sha256="0" * 64, onnx_uri="file:///m.onnx", metrics={}, lineage={},
+                           preprocess_version="1", status="production"))
+        frame = InputFrame(source="gong", filename="x.fits.fz", url="x", site="LE", obs_time=times[1],
+                           obs_minute=times[1], sha256="1" * 64, size_bytes=1, accepted=True)
+        s.add(frame)
+        s.flush()
+        s.add(Product(source="gong", input_frame_id=frame.id, obs_time=times[1], obs_minute=times[1], site="LE",
+                      model_version="v0", preprocess_version="1", fits_uri=uri, fits_sha256="2" * 64))
+    server, url = serve_in_thread(JsocStandin(tmp_path / "days", naxis=512))
+    try:
+        with JsocSource.from_settings(Settings(jsoc_url=url)) as source:
+            assert verify.verify_pending(engine, store, source, limit=2) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    with session_scope(engine) as s:
+        doc = s.scalars(select(Product)).one().verification
+    assert doc["status"] == "scored" and doc["truth"]["origin"] == "hmi.M_720s_nrt"
+    assert doc["persistence_source"]["origin"] == "hmi.M_720s_nrt" and 23.9 < doc["persistence_source"]["age_h"] < 24.1
+    gauge = obs.verification_score.labels(metric="r", reference="persistence")._value.get()
+    assert gauge == pytest.approx(doc["persistence"]["r"])
