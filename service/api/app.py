@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from service import __version__
 from service.api.deps import links_base
 from service.api.latest import LatestCache
-from service.api.routes import health, magnetograms, models, status
+from service.api.routes import health, magnetograms, metric_table, models, status
 from service.api.state import AppState
 from service.db import make_engine, session_factory
 from service.observability import init_metrics
@@ -86,6 +86,7 @@ def create_app(
     app.include_router(magnetograms.router)
     app.include_router(models.router)
     app.include_router(status.router)
+    app.include_router(metric_table.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -3,7 +3,7 @@
 ``service.science.metrics.score`` computes them; everything that shows, exports or
 compares one reads this table: the live verification gauges
 (``synmag_verification_score{metric}``), the promotion gate, the evaluation report and
-model card, ``synmag metrics``, the feed API (``GET /v1/metrics``, which the viewer
+model card, ``synmag metrics``, the feed API (``GET /v1/metric-table``, which the viewer
 reads). Adding a metric is a row here whose ``compute`` is a function (in
 ``service.science.metrics``, or anywhere): nothing else changes. :func:`register`
 adds one at run time (a plugin, or a test).
@@ -91,7 +91,7 @@ class Metric:
         return format(value, self.fmt)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (the API's ``GET /v1/metrics``)."""
+        """JSON-ready (the API's ``GET /v1/metric-table``)."""
         return {"name": self.name, "key": self.key, "label": self.label, "unit": self.unit, "fmt": self.fmt,
                 "live": self.live, "gate": self.gate, "regions": self.regions,
                 "higher_is_better": self.higher_is_better}

@@ -179,3 +179,11 @@ def test_empty_feed_latest_is_404(tmp_path: Path) -> None:
     with serve_app(create_app(settings)) as url:
         res = httpx.get(f"{url}/v1/magnetograms/latest")
     assert res.status_code == 404 and "no magnetogram" in res.text
+
+
+def test_the_metric_table_is_served_as_the_service_defines_it(api: httpx.Client) -> None:
+    from service.science.metric_table import METRICS
+
+    rows = api.get("/v1/metric-table").json()
+    assert [r["name"] for r in rows] == [m.name for m in METRICS]
+    assert {r["name"] for r in rows if r["live"]} >= {"r_bin8", "psnr"}

@@ -155,3 +155,24 @@ def test_redoc_is_off(viewer: tuple[str, Feed]) -> None:
 
     url, _ = viewer
     assert httpx.get(url + "/redoc").status_code == 404  # its bundle fetches a logo from a CDN
+
+
+def test_verification_table_rows_come_from_the_metric_table(tmp_path, page) -> None:
+    from service.db import Product, make_engine, session_scope
+    from service.science.metric_table import live_metrics
+
+    feed = populate(make_settings(tmp_path), n=1)
+    engine = make_engine(feed.settings)
+    scores = {m.name: 0.5 for m in live_metrics()}
+    with session_scope(engine) as s:
+        s.get(Product, feed.product_ids[0]).verification = {
+            "status": "scored", "model": scores, "zero": scores,
+            "truth": {"origin": "hmi.M_720s_nrt", "obs_time": "2024-05-01T12:00:00+00:00"}}
+    engine.dispose()
+    with serve_app(create_app(feed.settings)) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("#verification-table", timeout=20000)
+        text = page.inner_text("#verification")
+    for metric in live_metrics():
+        assert metric.label in text
+    assert "truth: hmi.M_720s_nrt 2024-05-01T12:00:00+00:00" in text

@@ -40,7 +40,20 @@ function fillList(dl, entries) {
   }
 }
 
-function showVerification(v) {
+// The live verification metrics, in the table's order and with its labels (GET /v1/metric-table).
+let liveMetrics = null;
+async function metricTable() {
+  if (liveMetrics === null) {
+    try {
+      liveMetrics = (await getJSON("/v1/metric-table")).filter((m) => m.live);
+    } catch (e) {
+      return [];  // the scores still show once the table can be read
+    }
+  }
+  return liveMetrics;
+}
+
+async function showVerification(v) {
   const box = $("verification");
   box.replaceChildren();
   if (!v || v.status !== "scored") {
@@ -50,7 +63,7 @@ function showVerification(v) {
     return;
   }
   const refs = ["model", "zero", "persistence"].filter((r) => v[r]);
-  const rows = ["psnr", "ssim", "r", "r_bin8", "ppa_10", "tumf_ratio", "netflux_ratio"];
+  const rows = await metricTable();
   const table = document.createElement("table");
   table.id = "verification-table";
   const head = table.insertRow();
@@ -61,11 +74,12 @@ function showVerification(v) {
   }
   for (const m of rows) {
     const tr = table.insertRow();
-    tr.insertCell().textContent = m;
-    for (const r of refs) tr.insertCell().textContent = fmt(v[r][m]);
+    tr.insertCell().textContent = m.unit ? `${m.label} (${m.unit})` : m.label;
+    for (const r of refs) tr.insertCell().textContent = fmt(v[r][m.name]);
   }
   const src = document.createElement("p");
-  src.textContent = `truth: ${v.truth ? fmt(v.truth.source) + " " + fmt(v.truth.t_obs) : "n/a"}`;
+  const t = v.truth;
+  src.textContent = `truth: ${t ? fmt(t.origin || t.source) + " " + fmt(t.obs_time || t.t_obs) : "n/a"}`;
   box.append(table, src);
 }
 
