@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.prior_min_age < 0 or args.prior_min_age > settings.prior_max_age_h:
         raise UsageError(f"--prior-min-age must lie in 0..{settings.prior_max_age_h:g} hours")
-    models = serving_models(settings, args.model or settings.model)
+    models = serving_models(settings, args.model or settings.model, want_nowcast=args.prior_dir is not None)
     for model in (models.halpha, models.nowcast):
         if model is not None:  # ModelIncompatible -> one line, exit 1 (service.cli)
             print(f"{model.kind} model {model.version} ({model.path.name}) on {', '.join(model.active_providers)}")
@@ -78,8 +78,12 @@ def main(args: argparse.Namespace) -> int:
     return for_each_frame(args.frames, work)
 
 
-def serving_models(settings: Settings, spec: str | None) -> ServingModels:
-    """The production model of each kind, ``spec`` (path or version) in its kind's place."""
+def serving_models(settings: Settings, spec: str | None, *, want_nowcast: bool = True) -> ServingModels:
+    """The production model of each kind, ``spec`` (path or version) in its kind's place.
+
+    Without ``want_nowcast`` (no prior to give it) no nowcast is looked up: a command
+    given an H-alpha-only file then touches no registry at all.
+    """
     from service.errors import UsageError
     from service.inference.onnx_model import OnnxGenerator
     from service.inference.process import ServingModels
@@ -101,6 +105,9 @@ def serving_models(settings: Settings, spec: str | None) -> ServingModels:
     for kind in ModelKind:
         if given is not None and given.kind == kind:
             chosen[kind] = given
+            continue
+        if kind == ModelKind.NOWCAST and not want_nowcast:
+            chosen[kind] = None
             continue
         registry = registry or Registry(settings)
         found = registry.production_file(kind)
