@@ -9,6 +9,8 @@ export    export a checkpoint to ONNX and check parity on val frames
 ensemble  one version from several runs (seed mean + N-S view), same chain as retrain
 card      ship a run: copy its ONNX into models/ and write the model card
 diagnose  where an ONNX model's r_bin8 is lost (magnitude vs polarity), beside persistence
+nowcast   the nowcast's steps: ``cache`` (generator outputs, rotated priors), ``train`` (one seed),
+          ``build`` (evaluate by prior age, calibrate, export, metrics, card); see training/README.md
 """
 
 from __future__ import annotations
@@ -196,7 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="ONNX file")
     p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("nowcast", help="nowcast steps: cache, train, build (each takes its own --help)")
+    p.add_argument("step", choices=NOWCAST_STEPS)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_nowcast)
     return parser
+
+
+NOWCAST_STEPS = ("cache", "train", "build")
+
+
+def cmd_nowcast(args: argparse.Namespace) -> int:
+    import importlib
+
+    importlib.import_module(f"training.nowcast.{args.step}").main(args.rest)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
