@@ -9,6 +9,7 @@ export    export a checkpoint to ONNX and check parity on val frames
 ensemble  one version from several runs (seed mean + N-S view), same chain as retrain
 card      ship a run: copy its ONNX into models/ and write the model card
 diagnose  where an ONNX model's r_bin8 is lost (magnitude vs polarity), beside persistence
+dataset   build training pairs (GONG H-alpha + HMI, unclipped) from the archives
 """
 
 from __future__ import annotations
@@ -137,6 +138,35 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from training.dataset.build import BuildRequest, build, parse_every, parse_sites, summary_text
+
+    try:
+        hour, _, minute = args.hour.partition(":")
+        request = BuildRequest(
+            start=date.fromisoformat(args.start), end=date.fromisoformat(args.end),
+            gong_url=args.gong_url or _default_url("gong_base_url"), jsoc_url=args.jsoc_url or _default_url("jsoc_url"),
+            hour=int(hour), minute=int(minute or 0), every=parse_every(args.every), sites=parse_sites(args.sites),
+            window=parse_every(args.window), max_frames=args.max_frames, min_interval_s=args.min_interval,
+            retry_skipped=args.retry_skipped,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    summary = build(request, args.out, progress=None if args.quiet else sys.stderr)
+    print(summary_text(summary, args.out), file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def _default_url(name: str) -> str:
+    """The service's setting (``SYNMAG_GONG_BASE_URL``, ``SYNMAG_JSOC_URL``; the real archives by default)."""
+    from service.settings import load_settings
+
+    return str(getattr(load_settings(), name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synmag-train", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="ONNX file")
     p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("dataset", help="training data from the archives")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    p = dsub.add_parser("build", help="GONG H-alpha + HMI pairs, one per step, resumable (training/dataset/)")
+    p.add_argument("--start", required=True, help="first date, YYYY-MM-DD (UTC)")
+    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD (UTC), included")
+    p.add_argument("--out", required=True, type=Path, help="folder of pairs, manifest.json and raw/ (made)")
+    p.add_argument("--hour", default="00", help="UTC time of each step, HH or HH:MM (default 00)")
+    p.add_argument("--every", default="1d", help="step, e.g. 1d, 12h (default 1d)")
+    p.add_argument("--sites", default=None, help="GONG stations, codes or letters (BB,LE or B,L; default all)")
+    p.add_argument("--gong-url", default=None,
+                   help="GONG archive root (default SYNMAG_GONG_BASE_URL, else https://gong2.nso.edu)")
+    p.add_argument("--jsoc-url", default=None,
+                   help="JSOC root (default SYNMAG_JSOC_URL, else http://jsoc.stanford.edu)")
+    p.add_argument("--window", default="30m", help="search frames this far either side of the step (default 30m)")
+    p.add_argument("--max-frames", type=int, default=6, help="GONG downloads tried per step at most (default 6)")
+    p.add_argument("--min-interval", type=float, default=1.0, metavar="S",
+                   help="seconds between two requests to the archives, at least (default 1)")
+    p.add_argument("--retry-skipped", action="store_true", help="try again the steps skipped earlier")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dataset_build)
     return parser
 
 

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.errors import ModelIncompatible
-from service.science.preprocess import GAUSS_SCALE, PREPROCESS_VERSION
+from service.science.output_scaling import OutputScaling
+from service.science.preprocess import PREPROCESS_VERSION
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -193,14 +194,10 @@ class OnnxGenerator:
             )
         if self.metadata["units"] != "model":
             raise ModelIncompatible(f"{name}: synmag.units is {self.metadata['units']!r}, not 'model'")
-        try:
-            scale = float(self.metadata["gauss_scale"])
-        except ValueError:
-            scale = float("nan")
-        if scale != GAUSS_SCALE:
-            raise ModelIncompatible(
-                f"{name}: synmag.gauss_scale {self.metadata['gauss_scale']!r} != {GAUSS_SCALE}"
-            )
+        try:  # the output unit (synmag.output_scaling, default linear 200 G): predict decodes it
+            self.output_scaling = OutputScaling.from_metadata(self.metadata)
+        except ValueError as exc:
+            raise ModelIncompatible(f"{name}: {exc}") from None
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
@@ -225,14 +222,15 @@ class OnnxGenerator:
         Returns
         -------
         numpy.ndarray
-            float32 (H, W) in model units.
+            float32 (H, W) in the service's model units (Gauss / ``GAUSS_SCALE``, what
+            ``preprocess.postprocess`` decodes), whatever output scaling the model learned.
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] % SIZE_MULTIPLE or x.shape[1] % SIZE_MULTIPLE:
             raise ValueError(f"input must be 2-D with sides multiple of {SIZE_MULTIPLE}, got {x.shape}")
         batch = np.ascontiguousarray(x[None, None])
         (y,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return np.asarray(y[0, 0], dtype=np.float32)
+        return self.output_scaling.to_service_units(y[0, 0])
 
     def __repr__(self) -> str:
         return f"OnnxGenerator({self.path.name!r}, version={self.version!r}, providers={self.active_providers})"
