@@ -23,7 +23,9 @@ from service.errors import UsageError
 
 
 def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
-    p.add_argument("--data-dir", required=True, type=Path, help="dataset root (train/ and val/, or FITS pairs)")
+    p.add_argument("--data-dir", required=True, type=_data_dir,
+                   help="dataset root: Ha2Mag train/ and val/, a built folder (synmag-train dataset build), "
+                        "or several of them comma-separated")
     if config:
         p.add_argument("--config", required=True, help="TOML file or a name in training/configs/")
         p.add_argument("--out-dir", default=None, help="runs folder (default: the config's out_dir)")
@@ -35,11 +37,17 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
                        help="override one config key (TOML value; repeatable), e.g. --set ngf=32")
 
 
+def _data_dir(text: str) -> str:
+    """``--data-dir``: one folder or several, comma-separated (see training.data)."""
+    missing = [p for p in text.split(",") if p.strip() and not Path(p.strip()).is_dir()]
+    if missing or not text.strip():
+        raise argparse.ArgumentTypeError(f"not a folder: {', '.join(missing) or repr(text)}")
+    return text
+
+
 def _config(args: argparse.Namespace):
     from training.config import load_config, parse_setting
 
-    if not args.data_dir.is_dir():
-        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
     flags = {"data_dir": str(args.data_dir), "out_dir": args.out_dir, "max_steps": args.max_steps,
              "device": args.device, "seed": args.seed, "name": args.name}
     # A flag given explicitly (--seed 3) wins over a --set of the same key.
@@ -72,7 +80,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     generator, cfg, state = generator_from_checkpoint(args.checkpoint)
     valset = load_valset(args.data_dir, args.eval_days)
-    scores, preds = evaluate_generator(generator, valset, keep_preds=3)
+    scores, preds = evaluate_generator(generator, valset, keep_preds=3, scaling=cfg.scaling)
     summary = summarise(valset, scores)
     out = args.out or Path(args.checkpoint).with_suffix("")
     write_report(out, valset, summary, preds,
@@ -103,10 +111,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = export_onnx(generator, args.out, {
         "config": cfg.to_dict(),
         **training_days_metadata(splits["train"][: cfg.train_days or None]),
+        "output_scaling": cfg.scaling,
         "version": args.version or "",
     })
     valset = load_valset(args.data_dir, 2, splits)
-    result = parity(generator, path, np.stack([d.x for d in valset.days]))
+    result = parity(generator, path, np.stack([d.x for d in valset.days]), scaling=cfg.scaling)
     print(json.dumps({"onnx": str(path), "parity": result}))
     return 0
 
