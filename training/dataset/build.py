@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sys
 import threading
@@ -408,6 +409,9 @@ def build(request: BuildRequest, out: str | Path, settings: Any = None, *, progr
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(".*.tmp"), *(out / "raw").glob("**/.*.tmp")]:  # a killed run's unfinished writes
+        stale.unlink(missing_ok=True)
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
     overrides = {"gong_base_url": request.gong_url, "jsoc_url": request.jsoc_url}
     settings = load_settings(**overrides) if settings is None else settings.model_copy(update=overrides)
     manifest = Manifest.load(out)
