@@ -189,3 +189,12 @@ def test_a_killed_build_resumes_without_downloading_again_or_leaving_half_a_pair
     assert not list(out.glob(".*.tmp")) and not list((out / "raw").glob("**/.*.tmp"))
     for _, step in manifest.pairs():
         assert (out / step["pair"]).is_file()
+
+
+def test_the_dated_archive_lists_a_frame_only_once_its_shifted_date_has_passed(standins: Standins) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2025, 3, 20, 0, 1, 30, tzinfo=UTC)
+    archive = DatedArchive(standins.folder, shift_years=SHIFT, sites="B", now=lambda: at)
+    assert [f.name for f in archive.published()] == ["20250319000054Bh.fits.fz", "20250320000054Bh.fits.fz"]
+    assert archive.find("20250322000014Bh.fits.fz") is None  # two days in its future

@@ -458,7 +458,7 @@ def build(request: BuildRequest, out: str | Path, settings: Any = None, *, progr
         "skipped": {k.removeprefix("skipped:"): v for k, v in sorted(tally.items()) if k.startswith("skipped:")},
         "skipped_before": tally["already_skipped"],
         "http": {k: v for k, v in sorted(builder.counts.items())},
-        "split": {k: len(v) for k, v in manifest.data["split"].items() if isinstance(v, list)},
+        "split": {k: len(manifest.data["split"][k]) for k in ("train", "val", "test", "dropped")},
         "split_error": manifest.data["split"].get("error"),
         "wall_s": round(time.monotonic() - t0, 1),
     }

@@ -96,7 +96,7 @@ jsoc_served = int(re.search(r"'segment': (\d+)", (work / "jsoc.err").read_text()
 third = json.loads((work / "build3.out").read_text())
 skipped = {s.get("reason") for s in m.steps.values() if s["status"] == "skipped"}
 print(f"pairs {len(files)} of {len(m.steps)} steps; skipped reasons {sorted(skipped)}; "
-      f"split {m.data['split'] and {k: len(v) for k, v in m.data['split'].items() if isinstance(v, list)}}")
+      f"split {({k: len(m.data['split'][k]) for k in ('train', 'val', 'test', 'dropped')})}")
 print(f"GONG frames served {gong_served} for {len(raw_gong)} in raw/ (re-downloads {gong_served - len(raw_gong)}); "
       f"JSOC segments served {jsoc_served} for {len(raw_jsoc)} in raw/ (re-downloads {jsoc_served - len(raw_jsoc)})")
 print(f"completion run: {third['pairs_new']} new pairs, http {third['http']}; raw files before it {raw_before}")
@@ -110,7 +110,14 @@ $PYTHON -m training.cli retrain --data-dir "$OUT" --config training/configs/smok
   >"$WORK/retrain.out" 2>"$WORK/retrain.err" || { tail -20 "$WORK/retrain.err"; exit 1; }
 ONNX=$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))["onnx"])' "$WORK/retrain.out")
 VERSION=$($PYTHON -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$WORK/retrain.out")
-FRAME=$($PYTHON -c 'import json,sys; from training.dataset.manifest import Manifest; m = Manifest.load(sys.argv[1]); s = m.pairs()[-1][1]["halpha"]; print(f"{sys.argv[1]}/raw/gong/{s[\"obs_time\"][:10].replace(\"-\", \"\")}/{s[\"file\"]}")' "$OUT")
+FRAME=$($PYTHON - "$OUT" <<'EOF'
+import sys
+from training.dataset.manifest import Manifest
+
+step = Manifest.load(sys.argv[1]).pairs()[-1][1]["halpha"]  # the newest built day's GONG frame
+print(f"{sys.argv[1]}/raw/gong/{step['obs_time'][:10].replace('-', '')}/{step['file']}")
+EOF
+)
 $PYTHON -m service.cli process "$FRAME" --model "$VERSION" --out "$WORK/products" >"$WORK/process.out" 2>"$WORK/process.err" \
   || { tail -20 "$WORK/process.err"; exit 1; }
 $PYTHON - "$ONNX" "$VERSION" "$WORK/products" <<'EOF'
