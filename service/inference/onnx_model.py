@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.errors import ModelIncompatible
-from service.science.preprocess import GAUSS_SCALE, PREPROCESS_VERSION
+from service.science.output_scaling import DEFAULT as LINEAR_200
+from service.science.output_scaling import OutputScaling
+from service.science.preprocess import PREPROCESS_VERSION
 from service.science.uncertainty import Calibration
 from service.vocabulary import ModelKind
 
@@ -208,14 +210,10 @@ class OnnxGenerator:
             )
         if self.metadata["units"] != "model":
             raise ModelIncompatible(f"{name}: synmag.units is {self.metadata['units']!r}, not 'model'")
-        try:
-            scale = float(self.metadata["gauss_scale"])
-        except ValueError:
-            scale = float("nan")
-        if scale != GAUSS_SCALE:
-            raise ModelIncompatible(
-                f"{name}: synmag.gauss_scale {self.metadata['gauss_scale']!r} != {GAUSS_SCALE}"
-            )
+        try:  # the output unit (synmag.output_scaling, default linear 200 G): infer decodes it
+            self.output_scaling = OutputScaling.from_metadata(self.metadata)
+        except ValueError as exc:
+            raise ModelIncompatible(f"{name}: {exc}") from None
         try:
             self.kind = ModelKind(self.metadata.get("kind", ModelKind.HALPHA))
         except ValueError:
@@ -229,6 +227,10 @@ class OnnxGenerator:
                 f"feeds {expected} and reads {OUTPUT_NAME!r}"
             )
         self.has_sigma = SIGMA_NAME in outputs
+        if self.output_scaling != LINEAR_200 and (self.kind != ModelKind.HALPHA or self.has_sigma):
+            # prior inputs and sigma are in linear 200 G units: only bz is decoded per the scaling
+            raise ModelIncompatible(f"{name}: output scaling {self.output_scaling.to_json()} is for H-alpha "
+                                    "models without sigma only")
 
     def _calibration(self) -> Calibration | None:
         raw = self.metadata.get("calibration")
@@ -261,7 +263,8 @@ class OnnxGenerator:
         Returns
         -------
         numpy.ndarray
-            float32 (H, W) in model units.
+            float32 (H, W) in the service's model units (Gauss / ``GAUSS_SCALE``, what
+            ``preprocess.postprocess`` decodes), whatever output scaling the model learned.
         """
         return self.infer(x)[0]
 
@@ -292,7 +295,7 @@ class OnnxGenerator:
         names = [OUTPUT_NAME] + ([SIGMA_NAME] if self.has_sigma else [])
         out = self.session.run(names, feeds)
         sigma = np.asarray(out[1][0, 0], dtype=np.float32) if self.has_sigma else None
-        return np.asarray(out[0][0, 0], dtype=np.float32), sigma
+        return self.output_scaling.to_service_units(out[0][0, 0]), sigma
 
     def __repr__(self) -> str:
         return f"OnnxGenerator({self.path.name!r}, version={self.version!r}, providers={self.active_providers})"

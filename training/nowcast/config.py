@@ -12,8 +12,8 @@ class NowcastConfig:
     """Settings of one nowcast training run (defaults: what two CPU cores finish in ~15 min)."""
 
     seed: int = 0
-    channels: tuple[int, ...] = (24, 48, 96, 96)  # per level of the head's U-Net, finest first
-    epochs: int = 16
+    channels: tuple[int, ...] = (16, 32, 64, 64)  # per level of the head's U-Net, finest first
+    epochs: int = 12
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4

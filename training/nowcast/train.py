@@ -120,7 +120,7 @@ def train(cfg: NowcastConfig, cache: Path, out: Path) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(mse))
+            losses.append(float(mse.detach()))
         r1, p1 = quick_val(model, val, 1)
         r3, p3 = quick_val(model, val, 3)
         history.append({"epoch": epoch, "mse": float(np.mean(losses)), "r1": r1, "r3": r3})
