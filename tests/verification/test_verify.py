@@ -347,3 +347,28 @@ def test_the_service_scores_a_nowcast_with_its_prior_and_sets_calibration_gauges
     gauge = obs.calibration_score.labels(metric="ece", kind="nowcast")._value.get()
     assert gauge == pytest.approx(0.2, abs=1e-6)
     assert obs.calibration_score.labels(metric="coverage", kind="nowcast")._value.get() == 1.0
+
+
+def test_a_replay_drills_nowcast_finds_its_prior_again_in_the_replay(tmp_path: Path) -> None:
+    """The prior the feed got from the replay archive is what verification's own-prior lookup finds."""
+    from service.devtools.replay import ReplayArchive, serve_in_thread
+    from service.settings import Settings
+    from service.sources.magnetograms.replay import ReplaySource
+    from service.verification.verify import PriorRef, persistence_for
+    from tests.hmi_days import bipole_field, write_days
+
+    write_days(tmp_path, 4, jitter_s=7)
+    now = datetime(2026, 11, 21, 12, 0, 5, tzinfo=UTC)
+    archive = ReplayArchive(tmp_path, cadence_s=1, rewind_minutes=10, backlog=5, now=lambda: now)
+    t = archive.frames_of_minute(3)[0].obs_time  # shows dataset day 3
+    server, url = serve_in_thread(archive)
+    try:
+        with ReplaySource.from_settings(Settings(truth_url=url)) as source:
+            prior = source.newest_before(t, timedelta(hours=30), timedelta(days=7))  # what the feed assimilated
+            _, disk = product_map(bipole_field(3), t)
+            _, described = persistence_for(source, t, disk, PriorRef(prior.obs_time, prior.sha256, prior.origin))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert described["of"] == "prior" and described["same_file"] is True
+    assert described["age_h"] == pytest.approx((2 * 86400 + 14) / 3600)
