@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from service import observability as obs
 from service.db import ModelVersion, make_engine, session_factory
 from service.db.migrate import upgrade
 from service.pipeline.context import PipelineContext
@@ -62,6 +63,7 @@ def open_pipeline(
         runtime.refresh()
         sources = open_frame_sources(settings)
         priors = PriorFinder.from_settings(settings)
+        obs.set_prior_source(priors.source is not None)
     except BaseException:
         engine.dispose()
         raise
