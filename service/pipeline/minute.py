@@ -199,7 +199,7 @@ def _make(minute: datetime, ctx: PipelineContext, model: LoadedModel, candidates
     product_id = record_frames(ctx, candidates, product=product, chosen=chosen, raw_uri=raw_uri)
     if product_id is None:  # another writer committed this key first
         return exists_outcome(ctx, minute, model.version, chosen.remote)
-    obs.product_committed(chosen.remote.obs_time.timestamp())
+    obs.product_committed(chosen.remote.obs_time.timestamp(), kind=product.model_kind, prior_age_h=product.prior_age_h)
     return MinuteOutcome(
         minute, how, site=chosen.remote.site, filename=chosen.remote.name, product_id=product_id,
         obs_time=chosen.remote.obs_time, model_version=model.version,
