@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _model(tmp: Path) -> Path | None:
-    """Path of an ONNX generator to time (bundled, else a paper-size untrained export)."""
-    bundled = sorted((REPO / "models").glob("*.onnx"))
+    """Path of an ONNX generator to time (the bundled H-alpha-only one, else a paper-size untrained export)."""
+    bundled = [p for p in sorted((REPO / "models").glob("*.onnx")) if "nowcast" not in p.name]
     if bundled:
         return bundled[-1]
     try:

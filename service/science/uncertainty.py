@@ -92,6 +92,18 @@ class Calibration:
         return sigma, conf
 
 
+ACTIVITY_SIGMA_PX = 6.0
+"""Scale of :func:`activity`: about the size of a small bipole in the model frame."""
+
+
+def activity(bz_g: np.ndarray) -> np.ndarray:
+    """Local field strength around each pixel: ``|B|`` smoothed (Gaussian, 6 px), NaN-safe."""
+    from scipy import ndimage
+
+    mag = np.abs(np.nan_to_num(np.asarray(bz_g, np.float32)))
+    return ndimage.gaussian_filter(mag, ACTIVITY_SIGMA_PX, mode="constant").astype(np.float32)
+
+
 def strong_pixels(truth_g: np.ndarray, bz_g: np.ndarray) -> np.ndarray:
     """The calibration population: finite in both maps and ``|truth| > STRONG_G``."""
     return np.isfinite(truth_g) & np.isfinite(bz_g) & (np.abs(np.nan_to_num(truth_g)) > STRONG_G)

@@ -37,7 +37,7 @@ def test_a_minute_with_a_prior_is_a_nowcast_recorded_with_its_prior(world, tiny_
     assert out.outcome == "product", out.detail
     with session_scope(w.ctx.sessions) as s:
         p = s.scalars(select(Product)).one()
-    assert (p.model_kind, p.model_version) == ("nowcast", "tiny-nowcast-test")
+    assert (p.model_kind, p.model_version) == ("nowcast", "tiny-nowcast-test"), p.prior_note
     assert p.prior_obs is not None and p.prior_age_h > 20 and len(p.prior_sha256) == 64 and p.prior_note is None
     h = _header(w, p)
     assert h["MODKIND"] == "nowcast" and float(h["PRIORAGE"]) == pytest.approx(p.prior_age_h, abs=1e-3)

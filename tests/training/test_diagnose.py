@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.inference.test_bundled_model import MODELS
+from tests.inference.test_bundled_model import bundled_models
 from training.cli import main as synmag_train
 
 
@@ -16,7 +16,7 @@ from training.cli import main as synmag_train
 def test_diagnose_splits_the_r_bin8_that_the_evaluation_reports(data_dir: Path, capsys) -> None:
     from training.evaluate import load_valset
 
-    (model,) = sorted(MODELS.glob("*.onnx"))
+    model = bundled_models()["halpha"]
     assert synmag_train(["diagnose", "--data-dir", str(data_dir), "--model", str(model), "--eval-days", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["version"] == model.stem and out["n_days"] == 2

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", required=True)
     p.add_argument("--halpha-version", default=None)
     p.add_argument("--limit", type=int, default=None, help="val days (default all)")
+    p.add_argument("--dump-pixels", type=Path, default=None,
+                   help="also save the calibration pixels here (.npz; derived from val: never commit)")
     a = p.parse_args(argv)
 
     from service.science.uncertainty import passes_gate
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
                "pixels": both["pixels"]}
     table = evaluate.table(seeds_rows)
     shipped_table = evaluate.table(shipped["rows"])
+    if a.dump_pixels is not None:
+        np.savez(a.dump_pixels, **{f"{k}_{f}": v for k, px in shipped["pixels"].items() for f, v in px.items()})
     cal_now, fig_now = calibrate(shipped["pixels"]["nowcast"])
     cal_ha, fig_ha = calibrate(shipped["pixels"]["halpha"])
 

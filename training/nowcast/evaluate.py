@@ -49,17 +49,21 @@ class Pixels:
     sigma: list[np.ndarray] = field(default_factory=list)
     truth: list[np.ndarray] = field(default_factory=list)
     day: list[np.ndarray] = field(default_factory=list)
+    activity: list[np.ndarray] = field(default_factory=list)
 
     def add(self, bz: np.ndarray, sigma: np.ndarray, truth: np.ndarray, day: int) -> None:
+        from service.science.uncertainty import activity
+
         sel = strong_pixels(truth, bz)
         idx = np.flatnonzero(sel)[::PIXEL_STRIDE]
         self.bz.append(bz.ravel()[idx])
         self.sigma.append(np.broadcast_to(sigma, bz.shape).ravel()[idx])
         self.truth.append(truth.ravel()[idx])
         self.day.append(np.full(idx.size, day, np.int32))
+        self.activity.append(activity(bz).ravel()[idx])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.concatenate(getattr(self, k)) for k in ("bz", "sigma", "truth", "day")}
+        return {k: np.concatenate(getattr(self, k)) for k in ("bz", "sigma", "truth", "day", "activity")}
 
 
 @torch.no_grad()
