@@ -1,0 +1,129 @@
+"""The client side of a backfill: a cluster to run on, the partitions submitted, the results added up.
+
+``--cluster`` names where: ``local`` (an embedded ``LocalCluster`` of worker processes, one
+thread each, on this machine), a scheduler address (``tcp://HOST:8786``, any protocol Dask
+speaks) or a scheduler file (``scheduler.json``, as ``dask scheduler --scheduler-file``
+writes it on a shared file system: the HPC way). Workers of a remote cluster need the
+synmag package, network access to the database and the object store, and the object
+store's credentials in their environment (``AWS_*``); the settings themselves travel with
+the worker plugin (see deploy/dask/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, Future, LocalCluster
+
+from service.errors import UsageError
+from service.pipeline.backfill.plan import Partition
+from service.pipeline.backfill.summary import BackfillSummary
+from service.pipeline.backfill.worker import BackfillPlugin, run_partition
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BackfillRun", "default_local_workers", "open_client", "submit_backfill"]
+
+# A partition's task is tried again this many times when it raises (a worker that dies is
+# handled by the scheduler: distributed.scheduler.allowed-failures, 3 by default).
+TASK_RETRIES = 1
+
+
+def default_local_workers(settings: Settings) -> int:
+    """Local workers by default: one per GPU when a GPU provider is asked and there are GPUs,
+    else one per two CPUs (each worker's ONNX session uses the CPUs of its share)."""
+    from service.pipeline.backfill.worker import visible_gpus
+    from service.vocabulary import GPU_PROVIDERS
+
+    if any(p in GPU_PROVIDERS for p in settings.providers):
+        gpus = visible_gpus()
+        if gpus:
+            return len(gpus)
+    return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+@contextlib.contextmanager
+def open_client(cluster: str, workers: int | None = None, *, dashboard: str | None = ":8787") -> Iterator[Client]:
+    """A ``Client`` on ``cluster`` (``local``, an address or a scheduler file); the local cluster closed after.
+
+    ``workers`` is the local cluster's size (ignored, with a warning, for a remote one).
+    ``dashboard`` is the local scheduler's dashboard address (None: none).
+    """
+    if cluster == "local":
+        n = workers or 1
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                          dashboard_address=dashboard) as local, Client(local) as client:
+            yield client
+        return
+    if workers is not None:
+        log.warning("--workers applies to --cluster local only: the remote cluster has the workers it has")
+    if "://" in cluster:
+        with Client(cluster, timeout="30s") as client:
+            yield client
+        return
+    path = Path(cluster)
+    if path.suffix == ".json" and path.is_file():
+        with Client(scheduler_file=str(path), timeout="30s") as client:
+            yield client
+        return
+    raise UsageError(f"--cluster: 'local', 'none', a scheduler address (tcp://HOST:8786) or a scheduler "
+                     f"file (scheduler.json): {cluster!r}")
+
+
+@dataclass
+class BackfillRun:
+    """The partitions of a backfill, submitted: one future each."""
+
+    client: Client
+    version: str
+    partitions: list[Partition]
+    futures: list[Future]
+    started: float = field(default_factory=time.perf_counter)
+
+    def collect(self) -> BackfillSummary:
+        """Wait for every partition and add up their summaries (a failed task fails its minutes)."""
+        from distributed import wait
+
+        wait(self.futures)
+        summary = BackfillSummary(self.version)
+        for partition, future in zip(self.partitions, self.futures, strict=True):
+            if future.status == "finished":
+                summary.add(future.result())
+            else:
+                exc = future.exception()
+                summary.add_failed_task(partition.start, len(partition), f"{type(exc).__name__}: {exc}")
+        return summary
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def submit_backfill(
+    client: Client, settings: Settings, version: str, partitions: list[Partition],
+    local_workers: int | None = None,
+) -> BackfillRun:
+    """Register the worker plugin for ``version`` and submit one task per partition, oldest first."""
+    from dask.base import tokenize
+
+    plugin = BackfillPlugin(settings, version, local_workers=local_workers)
+    client.register_plugin(plugin)
+    futures = [
+        client.submit(run_partition, plugin.name, p, retries=TASK_RETRIES, pure=False,
+                      key=f"synmag-reprocess-{version}-{p.start:%Y%m%dT%H%M}-{tokenize(plugin.name, p)[:10]}")
+        for p in partitions
+    ]
+    return BackfillRun(client, version, partitions, futures)
+
+
+def client_workers(client: Client) -> dict[str, Any]:
+    """The scheduler's workers (address -> info)."""
+    return client.scheduler_info()["workers"]
