@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections import Counter
 
 from service.commands.products import parse_time
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"model": args.model})
     if args.cluster == "none":
         return _in_process(settings, start, end)
-    return _on_dask(settings, start, end, args.cluster, args.workers, size)
+    return _on_dask(settings, start, end, args.cluster, args.workers, size, args.partition)
 
 
 def _in_process(settings, start, end) -> int:  # noqa: ANN001 - the types of main's locals
@@ -72,7 +73,7 @@ def _in_process(settings, start, end) -> int:  # noqa: ANN001 - the types of mai
     return 1 if counts.get("failed") else 0
 
 
-def _on_dask(settings, start, end, cluster: str, workers: int | None, size) -> int:  # noqa: ANN001
+def _on_dask(settings, start, end, cluster: str, workers: int | None, size, size_text: str) -> int:  # noqa: ANN001
     from distributed import progress
 
     from service.errors import FatalError
@@ -98,15 +99,19 @@ def _on_dask(settings, start, end, cluster: str, workers: int | None, size) -> i
     local = cluster == "local"
     n_workers = (workers or default_local_workers(settings)) if local else None
     with open_client(cluster, n_workers) as client:
-        print(f"{len(frames)} minutes in {len(partitions)} partitions of {size}, model {version}, "
+        print(f"{len(frames)} minutes in {len(partitions)} partitions of {size_text}, model {version}, "
               f"{len(client.scheduler_info()['workers'])} workers; dashboard: {client.dashboard_link}", flush=True)
         run = submit_backfill(client, settings, version, partitions, local_workers=n_workers)
-        if sys.stdout.isatty():
-            progress(run.futures)  # Dask's bar, redrawn in place
+        if sys.stdout.isatty():  # Dask's bar, redrawn in place (it follows the tasks on the scheduler)
+            bar = threading.Thread(target=progress, args=(run.futures,), daemon=True)
+            bar.start()
+            summary = run.collect()
+            bar.join(timeout=5)  # its last redraw
             print()
-        else:
-            _log_progress(run.futures)
-        summary = run.collect()
+        else:  # a log file: a line each tenth of the partitions, not a redrawn bar
+            step = max(1, len(partitions) // 10)
+            summary = run.collect(lambda k, n: print(f"{k}/{n} partitions done", flush=True)
+                                  if k % step == 0 or k == n else None)
         elapsed = run.elapsed_s
     for line in summary.problem_lines():
         print(line)
@@ -114,12 +119,3 @@ def _on_dask(settings, start, end, cluster: str, workers: int | None, size) -> i
           f"{summary.failed} failed; {elapsed:.1f} s, {summary.minutes / elapsed:.2f} minutes/s)")
     return 1 if summary.failed else 0
 
-
-def _log_progress(futures) -> None:  # noqa: ANN001
-    """Without a terminal (a log file): a line each tenth of the partitions done, not a redrawn bar."""
-    from distributed import as_completed
-
-    step = max(1, len(futures) // 10)
-    for k, _ in enumerate(as_completed(futures), start=1):
-        if k % step == 0 or k == len(futures):
-            print(f"{k}/{len(futures)} partitions done", flush=True)

@@ -15,10 +15,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from distributed import Client, Future, LocalCluster
 
@@ -58,9 +58,11 @@ def open_client(cluster: str, workers: int | None = None, *, dashboard: str | No
     ``dashboard`` is the local scheduler's dashboard address (None: none).
     """
     if cluster == "local":
-        n = workers or 1
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=dashboard) as local, Client(local) as client:
+        with warnings.catch_warnings():  # 8787 taken: Dask says so and serves the dashboard elsewhere
+            warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+            local = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                                 dashboard_address=dashboard)
+        with local, Client(local) as client:
             yield client
         return
     if workers is not None:
@@ -88,18 +90,26 @@ class BackfillRun:
     futures: list[Future]
     started: float = field(default_factory=time.perf_counter)
 
-    def collect(self) -> BackfillSummary:
-        """Wait for every partition and add up their summaries (a failed task fails its minutes)."""
-        from distributed import wait
+    def collect(self, on_done: Callable[[int, int], None] | None = None) -> BackfillSummary:
+        """Add up the partitions' summaries as they finish (a failed task fails its minutes).
 
-        wait(self.futures)
+        Each result is fetched when its task finishes: a worker that dies later loses results
+        the scheduler then computes again (finding the minutes made), but this summary keeps
+        the first. ``on_done(k, n)`` is called after each of the ``n`` partitions.
+        """
+        from distributed import as_completed
+
+        partition_of = {f.key: p for p, f in zip(self.partitions, self.futures, strict=True)}
         summary = BackfillSummary(self.version)
-        for partition, future in zip(self.partitions, self.futures, strict=True):
+        for k, future in enumerate(as_completed(self.futures), start=1):
+            partition = partition_of[future.key]
             if future.status == "finished":
                 summary.add(future.result())
             else:
                 exc = future.exception()
                 summary.add_failed_task(partition.start, len(partition), f"{type(exc).__name__}: {exc}")
+            if on_done is not None:
+                on_done(k, len(self.futures))
         return summary
 
     @property
@@ -117,13 +127,8 @@ def submit_backfill(
     plugin = BackfillPlugin(settings, version, local_workers=local_workers)
     client.register_plugin(plugin)
     futures = [
-        client.submit(run_partition, plugin.name, p, retries=TASK_RETRIES, pure=False,
+        client.submit(run_partition, plugin.name, p, retries=TASK_RETRIES,
                       key=f"synmag-reprocess-{version}-{p.start:%Y%m%dT%H%M}-{tokenize(plugin.name, p)[:10]}")
         for p in partitions
     ]
     return BackfillRun(client, version, partitions, futures)
-
-
-def client_workers(client: Client) -> dict[str, Any]:
-    """The scheduler's workers (address -> info)."""
-    return client.scheduler_info()["workers"]
