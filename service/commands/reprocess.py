@@ -78,7 +78,7 @@ def _on_dask(settings, start, end, cluster: str, workers: int | None, size, size
 
     from service.errors import FatalError
     from service.pipeline.backfill import open_client, plan_partitions, submit_backfill
-    from service.pipeline.backfill.cluster import default_local_workers
+    from service.pipeline.backfill.cluster import default_local_workers, warm_workers
     from service.pipeline.reprocess import source_frames
     from service.pipeline.wiring import open_pipeline
 
@@ -99,8 +99,10 @@ def _on_dask(settings, start, end, cluster: str, workers: int | None, size, size
     local = cluster == "local"
     n_workers = (workers or default_local_workers(settings)) if local else None
     with open_client(cluster, n_workers) as client:
-        print(f"{len(frames)} minutes in {len(partitions)} partitions of {size_text}, model {version}, "
-              f"{len(client.scheduler_info()['workers'])} workers; dashboard: {client.dashboard_link}", flush=True)
+        print(f"{len(frames)} minutes in {len(partitions)} partitions of {size_text}, model {version}; "
+              f"dashboard: {client.dashboard_link}", flush=True)
+        for name, said in sorted(warm_workers(client, settings, version, n_workers).items()):
+            print(f"worker {name}: {said}", flush=True)
         run = submit_backfill(client, settings, version, partitions, local_workers=n_workers)
         if sys.stdout.isatty():  # Dask's bar, redrawn in place (it follows the tasks on the scheduler)
             bar = threading.Thread(target=progress, args=(run.futures,), daemon=True)

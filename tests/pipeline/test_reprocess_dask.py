@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,14 +23,32 @@ from sqlalchemy import func, select
 from service.cli import main as synmag
 from service.db import Product, make_engine, session_scope
 from service.devtools.feed_history import make_history
-from service.pipeline.backfill import BackfillSummary, open_client, plan_partitions, submit_backfill
+from service.errors import UsageError
+from service.pipeline.backfill import (
+    BackfillSummary,
+    open_client,
+    parse_partition,
+    plan_partitions,
+    submit_backfill,
+)
 from service.pipeline.reprocess import source_frames
 from service.pipeline.wiring import open_pipeline
 from service.settings import Settings
 
-pytestmark = [pytest.mark.slow, pytest.mark.servers]
-
 MINUTES = 12
+
+
+def test_partitions_are_clock_aligned_windows_without_empty_ones() -> None:
+    t = datetime(2024, 5, 1, 10, 58, tzinfo=UTC)
+    frames = [(t + timedelta(minutes=k), k) for k in (0, 1, 2, 3, 200)]
+    parts = plan_partitions(frames, parse_partition("1h"))
+    assert [(p.start.hour, [i for _, i in p.items]) for p in parts] == [(10, [0, 1]), (11, [2, 3]), (14, [200])]
+
+
+@pytest.mark.parametrize("text", ["1h30", "30s", "90s", "0m", "h"])
+def test_a_partition_is_a_whole_number_of_minutes(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_partition(text)
 
 
 @dataclass
@@ -126,6 +144,8 @@ def _kill_a_busy_worker_at_half(client, run) -> None:  # noqa: ANN001
         time.sleep(0.1)
 
 
+@pytest.mark.slow
+@pytest.mark.servers
 def test_a_worker_killed_mid_run_loses_no_minute_and_duplicates_none(history) -> None:
     settings = history.with_model("tiny-b")
     summary = _backfill(settings, history.span, timedelta(minutes=2), during=_kill_a_busy_worker_at_half)
@@ -136,6 +156,8 @@ def test_a_worker_killed_mid_run_loses_no_minute_and_duplicates_none(history) ->
     assert len(history.objects_of("tiny-b")) == 2 * MINUTES  # a FITS and a PNG a minute, no strays
 
 
+@pytest.mark.slow
+@pytest.mark.servers
 def test_a_rerun_does_no_work(history) -> None:
     settings = history.with_model("tiny-c")
     first = _backfill(settings, history.span, timedelta(minutes=5))
@@ -145,6 +167,8 @@ def test_a_rerun_does_no_work(history) -> None:
     assert set(history.products_of("tiny-c").values()) == {1}
 
 
+@pytest.mark.slow
+@pytest.mark.servers
 def test_the_command_runs_on_a_local_cluster_and_says_what_it_did(history, monkeypatch, capsys) -> None:
     s = history.with_model("tiny-d")
     for key, value in {"DATABASE_URL": s.database_url, "STORE_URL": s.store_url, "S3_ENDPOINT_URL": s.s3_endpoint_url,
@@ -154,5 +178,6 @@ def test_the_command_runs_on_a_local_cluster_and_says_what_it_did(history, monke
     args = ["reprocess", "--start", start, "--end", end, "--model", s.model, "--workers", "2", "--partition", "4m"]
     assert synmag(args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(rf"{MINUTES} minutes in [34] partitions of 4m, model tiny-d, 2 workers; dashboard: http://.+", out[0])
+    assert re.fullmatch(rf"{MINUTES} minutes in [34] partitions of 4m, model tiny-d; dashboard: http://.+", out[0])
+    assert out[1:3] == ["worker 0: CPUExecutionProvider", "worker 1: CPUExecutionProvider"]
     assert out[-1].startswith(f"reprocessed {MINUTES} minutes with tiny-d: {MINUTES} product ({MINUTES} made, ")

@@ -30,7 +30,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackfillRun", "default_local_workers", "open_client", "submit_backfill"]
+__all__ = ["BackfillRun", "default_local_workers", "open_client", "submit_backfill", "warm_workers"]
 
 # A partition's task is tried again this many times when it raises (a worker that dies is
 # handled by the scheduler: distributed.scheduler.allowed-failures, 3 by default).
@@ -115,6 +115,37 @@ class BackfillRun:
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+
+def warm_workers(client: Client, settings: Settings, version: str, local_workers: int | None = None) -> dict[str, str]:
+    """Register the worker plugin and load the model on every worker now: ``{worker name: providers or error}``.
+
+    A worker that cannot open its pipeline is retired, so that it does not fail partition
+    after partition; workers that join later load the model with their first partition.
+    """
+    from service.pipeline.backfill.worker import warm_up
+
+    plugin = BackfillPlugin(settings, version, local_workers=local_workers)
+    client.register_plugin(plugin)
+    names = worker_names(client)
+    futures = {addr: client.submit(warm_up, plugin.name, workers=[addr], allow_other_workers=False, pure=False)
+               for addr in names}
+    said, broken = {}, []
+    for addr, future in futures.items():
+        name = names[addr]
+        try:
+            said[name] = ", ".join(future.result())
+        except Exception as exc:  # the plugin's reason (database, store, model, GPU)
+            said[name] = f"{type(exc).__name__}: {exc}"
+            broken.append(addr)
+    if broken:
+        client.retire_workers(broken, close_workers=True, remove=True)
+    return said
+
+
+def worker_names(client: Client) -> dict[str, str]:
+    """``{address: name}`` of every worker now connected."""
+    return {addr: str(name) for addr, name in client.run(lambda dask_worker: dask_worker.name).items()}
 
 
 def submit_backfill(

@@ -36,7 +36,7 @@ from service.vocabulary import GPU_PROVIDERS, Outcome
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BackfillPlugin", "plugin_name", "run_partition"]
+__all__ = ["BackfillPlugin", "plugin_name", "run_partition", "warm_up"]
 
 
 def plugin_name(settings: Settings, version: str) -> str:
@@ -59,6 +59,10 @@ class BackfillPlugin(WorkerPlugin):
         Number of workers of a local cluster on this machine, for placement; None for a
         remote cluster (placed by whoever started its workers).
     """
+
+    # Registered again (a rerun on a live cluster, or after warm_workers), a plugin of the same
+    # name (same settings and version) is kept with its loaded model rather than set up anew.
+    idempotent = True
 
     def __init__(self, settings: Settings, version: str, local_workers: int | None = None) -> None:
         self.settings = settings.model_copy(update={"model": version})
@@ -109,6 +113,12 @@ class BackfillPlugin(WorkerPlugin):
             return
         log.info("backfill worker ready: model %s on %s", model.version, ", ".join(model.providers))
         self._pipeline = pipeline
+
+
+def warm_up(plugin: str) -> list[str]:
+    """A task for one worker: open its pipeline now; returns the ONNX Runtime providers active there."""
+    _, model = get_worker().plugins[plugin].context()
+    return list(model.providers)
 
 
 def run_partition(plugin: str, partition: Partition) -> PartitionSummary:
