@@ -35,7 +35,8 @@ from service.pipeline.reprocess import source_frames
 from service.pipeline.wiring import open_pipeline
 from service.settings import Settings
 
-MINUTES = 12
+# The bar's drill is this file with SYNMAG_BACKFILL_MINUTES=240 (and pytest --timeout 3600).
+MINUTES = int(os.environ.get("SYNMAG_BACKFILL_MINUTES", "12"))
 
 
 def test_partitions_are_clock_aligned_windows_without_empty_ones() -> None:
@@ -93,7 +94,7 @@ def history(postgres_server, seaweedfs, data_dir: Path, tiny_onnx, tiny_onnx_fac
     os.environ.update(seaweedfs.env())  # the S3 credentials, inherited by the worker processes
     folder = tmp / "val"
     folder.mkdir()
-    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:4]:
+    for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:MINUTES]:
         (folder / halpha.name).symlink_to(halpha)
     bucket = seaweedfs.create_bucket()
     settings = Settings(
@@ -146,25 +147,19 @@ def _kill_a_busy_worker_at_half(client, run) -> None:  # noqa: ANN001
 
 @pytest.mark.slow
 @pytest.mark.servers
-def test_a_worker_killed_mid_run_loses_no_minute_and_duplicates_none(history) -> None:
+def test_a_worker_killed_mid_run_loses_no_minute_duplicates_none_and_a_rerun_does_nothing(history) -> None:
     settings = history.with_model("tiny-b")
-    summary = _backfill(settings, history.span, timedelta(minutes=2), during=_kill_a_busy_worker_at_half)
+    partition = timedelta(minutes=max(2, MINUTES // 8))
+    summary = _backfill(settings, history.span, partition, during=_kill_a_busy_worker_at_half)
     assert summary.failed == 0 and summary.minutes == MINUTES
-    assert summary.done + summary.counts["exists"] == MINUTES  # the retried task found the killed one's work
+    assert summary.done + summary.counts["exists"] == MINUTES  # a retried task finds the killed one's work
     products = history.products_of("tiny-b")
     assert sorted(products) == history.minutes and set(products.values()) == {1}
     assert len(history.objects_of("tiny-b")) == 2 * MINUTES  # a FITS and a PNG a minute, no strays
 
-
-@pytest.mark.slow
-@pytest.mark.servers
-def test_a_rerun_does_no_work(history) -> None:
-    settings = history.with_model("tiny-c")
-    first = _backfill(settings, history.span, timedelta(minutes=5))
-    again = _backfill(settings, history.span, timedelta(minutes=5))
-    assert first.counts == Counter({"product": MINUTES})
+    again = _backfill(settings, history.span, partition)
     assert again.counts == Counter({"exists": MINUTES}) and again.problems == []
-    assert set(history.products_of("tiny-c").values()) == {1}
+    assert history.products_of("tiny-b") == products
 
 
 @pytest.mark.slow
