@@ -19,8 +19,12 @@ import json
 import os
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 YEAR_MINUTES = 525_000
@@ -41,7 +45,7 @@ def _variant(model: Path, version: str, folder: Path) -> Path:
     return path
 
 
-def _in_process(settings, span) -> float:  # noqa: ANN001
+def _in_process(settings: Settings, span: tuple[datetime, datetime]) -> float:
     from service.pipeline.reprocess import reprocess
     from service.pipeline.wiring import open_pipeline
 
@@ -57,7 +61,7 @@ def _in_process(settings, span) -> float:  # noqa: ANN001
     return len(outcomes) / seconds
 
 
-def _on_dask(settings, span, workers: int, partition: timedelta) -> float:  # noqa: ANN001
+def _on_dask(settings: Settings, span: tuple[datetime, datetime], workers: int, partition: timedelta) -> float:
     from service.pipeline.backfill import open_client, plan_partitions, submit_backfill
     from service.pipeline.backfill.cluster import warm_workers
     from service.pipeline.reprocess import source_frames
@@ -111,7 +115,7 @@ def run() -> dict:
         seed_s = time.perf_counter() - t0
         span = (done[0], done[-1] + timedelta(minutes=1))
 
-        def as_version(version: str):  # noqa: ANN202
+        def as_version(version: str) -> Settings:
             return settings.model_copy(update={"model": str(_variant(bundled[-1], version, tmp))})
 
         one_process = _in_process(as_version("bench-process"), span)

@@ -19,9 +19,14 @@ import argparse
 import sys
 import threading
 from collections import Counter
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from service.commands.products import parse_time
 from service.errors import UsageError
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     return _on_dask(settings, start, end, args.cluster, args.workers, size, args.partition)
 
 
-def _in_process(settings, start, end) -> int:  # noqa: ANN001 - the types of main's locals
+def _in_process(settings: Settings, start: datetime, end: datetime) -> int:
     from service.pipeline.reprocess import reprocess
     from service.pipeline.wiring import open_pipeline
 
@@ -73,7 +78,8 @@ def _in_process(settings, start, end) -> int:  # noqa: ANN001 - the types of mai
     return 1 if counts.get("failed") else 0
 
 
-def _on_dask(settings, start, end, cluster: str, workers: int | None, size, size_text: str) -> int:  # noqa: ANN001
+def _on_dask(settings: Settings, start: datetime, end: datetime, cluster: str, workers: int | None,
+             size: timedelta, size_text: str) -> int:
     from distributed import progress
 
     from service.errors import FatalError
