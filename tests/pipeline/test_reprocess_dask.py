@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.cli import main as synmag
-from service.db import Product, make_engine, session_scope
+from service.db import InputFrame, Product, make_engine, session_scope
 from service.devtools.feed_history import make_history
 from service.errors import UsageError
 from service.pipeline.backfill import (
@@ -34,6 +34,7 @@ from service.pipeline.backfill import (
 from service.pipeline.reprocess import source_frames
 from service.pipeline.wiring import open_pipeline
 from service.settings import Settings
+from service.storage import open_store
 
 # The bar's drill is this file with SYNMAG_BACKFILL_MINUTES=240 (and pytest --timeout 3600).
 MINUTES = int(os.environ.get("SYNMAG_BACKFILL_MINUTES", "12"))
@@ -160,6 +161,27 @@ def test_a_worker_killed_mid_run_loses_no_minute_duplicates_none_and_a_rerun_doe
     again = _backfill(settings, history.span, partition)
     assert again.counts == Counter({"exists": MINUTES}) and again.problems == []
     assert history.products_of("tiny-b") == products
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_a_minute_whose_archived_input_is_gone_fails_alone_with_its_reason(history) -> None:
+    store = open_store(history.settings)
+    engine = make_engine(history.settings)
+    with session_scope(engine) as s:
+        raw_uri = s.scalar(select(InputFrame.raw_uri).join(Product, Product.input_frame_id == InputFrame.id)
+                           .where(Product.obs_minute == history.minutes[1]))
+    engine.dispose()
+    key = store.key_for(raw_uri)
+    raw = store.get(key)
+    history.s3.delete_object(Bucket=history.bucket, Key=f"synmag/{key}")
+    try:
+        summary = _backfill(history.with_model("tiny-e"), history.span, timedelta(minutes=5))
+    finally:
+        store.put(key, raw)
+    assert summary.counts == Counter({"product": MINUTES - 1, "failed": 1})
+    ((minute, outcome, detail),) = summary.problems
+    assert minute == history.minutes[1].strftime("%Y-%m-%dT%H:%MZ") and outcome == "failed" and "missing" in detail
 
 
 @pytest.mark.slow
