@@ -16,6 +16,7 @@ Exit status 1 if any minute failed (its archived input missing or damaged).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from collections import Counter
@@ -102,6 +103,8 @@ def _on_dask(settings: Settings, start: datetime, end: datetime, cluster: str, w
     if not partitions:
         print(f"reprocessed 0 minutes with {version}: nothing in range")
         return 0
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # -v shows the scheduler's and nannies' log
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     local = cluster == "local"
     n_workers = (workers or default_local_workers(settings)) if local else None
     with open_client(cluster, n_workers) as client:
