@@ -17,7 +17,15 @@ from prometheus_client import REGISTRY as _DEFAULT_REGISTRY
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.science import metric_table
-from service.vocabulary import Outcome, Reason, Reference, Stage, UpstreamError, VerificationOutcome
+from service.vocabulary import (
+    ModelKind,
+    Outcome,
+    Reason,
+    Reference,
+    Stage,
+    UpstreamError,
+    VerificationOutcome,
+)
 
 REGISTRY: CollectorRegistry = _DEFAULT_REGISTRY
 
@@ -29,13 +37,19 @@ UPSTREAM_ERROR_KINDS = tuple(UpstreamError)
 RUN_OUTCOMES = tuple(Outcome)
 VERIFICATION_REFERENCES = tuple(Reference)
 VERIFICATION_OUTCOMES = tuple(VerificationOutcome)
+MODEL_KINDS = tuple(ModelKind)
+# The live calibration figures of a product's SIGMA/CONFIDENCE layers
+# (service.science.uncertainty.calibration_scores), on pixels with |B_true| > 20 G.
+CALIBRATION_METRICS = ("ece", "auroc", "coverage", "decile_ratio", "sign_right")
 
 # Histogram buckets: stages run from milliseconds (gate) to tens of seconds
 # (a slow upstream download, CPU inference of a 1024x1024 U-Net).
 _STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 _LATENCY_BUCKETS = (15, 30, 45, 60, 90, 120, 180, 240, 300, 600, 1200, 3600, 6 * 3600)
 
-products_total = Counter("synmag_products_total", "Products committed (objects and database row)")
+products_total = Counter(
+    "synmag_products_total", "Products committed (objects and database row), by model kind", ["kind"]
+)
 frames_rejected_total = Counter(
     "synmag_frames_rejected_total", "Input frames not turned into a product, by reason", ["reason"]
 )
@@ -83,6 +97,20 @@ last_tick_timestamp_seconds = Gauge(
 tick_seconds = Histogram(
     "synmag_tick_seconds", "Duration of one scheduler tick", buckets=_STAGE_BUCKETS
 )
+# The nowcast's prior (service.pipeline.prior): how old the newest product's prior was at
+# its frame's time (NaN when the newest product had none: H-alpha only), when a product
+# last had one, and whether a prior source is configured at all (the alerts join on it).
+prior_age_seconds = Gauge(
+    "synmag_prior_age_seconds",
+    "Age of the newest product's prior magnetogram at the frame's time; NaN for an H-alpha-only product",
+)
+last_prior_product_timestamp_seconds = Gauge(
+    "synmag_last_prior_product_timestamp_seconds",
+    "Observation time of the newest product made with a prior (nowcast), Unix seconds; 0 = none yet",
+)
+prior_source_configured = Gauge(
+    "synmag_prior_source_configured", "1 when a prior source is configured (SYNMAG_PRIOR_SOURCE is not none)"
+)
 catchup_backlog_minutes = Gauge(
     "synmag_catchup_backlog_minutes", "Observation minutes inside the catch-up window still to do"
 )
@@ -96,12 +124,19 @@ verification_score = Gauge(
 verification_last_timestamp_seconds = Gauge(
     "synmag_verification_last_timestamp_seconds", "Observation time of the latest verified product"
 )
+calibration_score = Gauge(
+    "synmag_calibration_score",
+    "Calibration of the latest verified product's SIGMA/CONFIDENCE layers against HMI on pixels "
+    "with |B| > 20 G (ece, auroc, coverage within +-1 sigma, decile_ratio, sign_right), by model kind",
+    ["metric", "kind"],
+)
 verification_total = Counter(
     "synmag_verification_total", "Products verified against HMI, by outcome", ["outcome"]
 )
 
 
 _newest_obs_unix = 0.0
+_newest_prior_obs_unix = 0.0
 
 
 def init_metrics() -> None:
@@ -116,6 +151,12 @@ def init_metrics() -> None:
         runs_total.labels(outcome=outcome)
     for outcome in VERIFICATION_OUTCOMES:
         verification_total.labels(outcome=outcome)
+    for kind in MODEL_KINDS:
+        products_total.labels(kind=kind)
+        for metric in CALIBRATION_METRICS:
+            calibration_score.labels(metric=metric, kind=kind).set(float("nan"))
+    if _newest_obs_unix == 0.0:  # no product yet: no prior to speak of
+        prior_age_seconds.set(float("nan"))
     for metric in verification_metrics():
         for reference in VERIFICATION_REFERENCES:
             verification_score.labels(metric=metric, reference=reference).set(float("nan"))
@@ -151,13 +192,41 @@ def set_gpu_required(required: bool) -> None:
     gpu_required.set(1 if required else 0)
 
 
-def product_committed(obs_unix: float) -> None:
-    """Count a committed product and update freshness and end-to-end latency."""
+def product_committed(obs_unix: float, kind: str | None = None, prior_age_h: float | None = None) -> None:
+    """Count a committed product and update freshness, end-to-end latency and the prior's age.
+
+    Parameters
+    ----------
+    obs_unix : float
+        The product's observation time (Unix seconds).
+    kind : str, optional
+        The model kind that made it (``ModelKind``; the product row's ``model_kind``).
+        None: ``halpha``, the only kind before nowcasts.
+    prior_age_h : float, optional
+        Age of its prior at the frame's time (``PRIORAGE``, hours); None: no prior.
+    """
     now = time.time()
-    products_total.inc()
+    products_total.labels(kind=ModelKind(kind) if kind else ModelKind.HALPHA).inc()
     last_product_commit_timestamp_seconds.set(now)
-    global _newest_obs_unix
-    if obs_unix > _newest_obs_unix:  # catch-up fills old minutes: the newest observation wins
+    global _newest_obs_unix, _newest_prior_obs_unix
+    if obs_unix >= _newest_obs_unix:  # catch-up fills old minutes: the newest observation wins
         _newest_obs_unix = obs_unix
         last_product_timestamp_seconds.set(obs_unix)
+        prior_age_seconds.set(float("nan") if prior_age_h is None else float(prior_age_h) * 3600.0)
+    if prior_age_h is not None and obs_unix > _newest_prior_obs_unix:
+        _newest_prior_obs_unix = obs_unix
+        last_prior_product_timestamp_seconds.set(obs_unix)
     end_to_end_latency_seconds.observe(max(0.0, now - obs_unix))
+
+
+def set_prior_source(configured: bool) -> None:
+    """Export whether a prior source is configured (``synmag_prior_source_configured``)."""
+    prior_source_configured.set(1 if configured else 0)
+
+
+def set_calibration(kind: str, scores: dict[str, float | None]) -> None:
+    """Set ``synmag_calibration_score{metric, kind}`` from one product's calibration figures."""
+    for metric in CALIBRATION_METRICS:
+        value = scores.get(metric)
+        calibration_score.labels(metric=metric, kind=ModelKind(kind)).set(
+            float("nan") if value is None else float(value))

@@ -4,7 +4,9 @@ A version is an ONNX file and its evaluation report in the object store
 (``models/<version>/model.onnx``, ``models/<version>/report.json``) plus a
 ``model_versions`` row: sha256, metrics with baselines, lineage, config,
 status (``candidate`` -> ``production`` -> ``retired``; ``rejected`` after a
-rollback). Exactly one version is in production; the service runs it.
+rollback) and kind (``synmag.kind``: ``halpha`` or ``nowcast``). Exactly one version
+of each kind is in production; the service runs the nowcast when it has a prior and
+the H-alpha-only model otherwise.
 
 Metrics format
 --------------
@@ -34,7 +36,15 @@ The gate
   finite model value beats it. A missing model or baseline block fails;
 * it does not regress by more than ``tolerance`` (absolute) on either metric
   against the current production version, when there is one;
-* its preprocessing version is the service's ``PREPROCESS_VERSION``.
+* its preprocessing version is the service's ``PREPROCESS_VERSION``;
+* its uncertainty calibration on val (``metrics["calibration"]``, the figures of
+  ``service.science.uncertainty.calibration_scores``) meets
+  ``service.science.uncertainty.GATE``: ECE <= 0.05, +-1 sigma coverage 60-76 %,
+  AUROC >= 0.70, sigma decile ratio >= 2. A version without them is refused.
+
+For a nowcast the ``model`` block is the nowcast over val days and prior ages and
+``baselines.persistence`` is persistence from the same priors (``training.nowcast``);
+"production" means the production version of the same kind.
 """
 
 from __future__ import annotations
@@ -60,8 +70,9 @@ from service.db.models import ModelEvent, ModelVersion
 from service.db.types import json_safe, utcnow
 from service.errors import FatalError, SynmagError, UsageError
 from service.science.metric_table import Metric, gate_metrics
+from service.science.uncertainty import passes_gate
 from service.storage import ObjectStore, model_key, open_store
-from service.vocabulary import ModelStatus
+from service.vocabulary import ModelKind, ModelStatus
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -139,6 +150,7 @@ def model_to_dict(mv: ModelVersion) -> dict[str, Any]:
         "version": mv.version,
         "sha256": mv.sha256,
         "status": mv.status,
+        "kind": mv.kind,
         "created_at": iso(mv.created_at),
         "promoted_at": iso(mv.promoted_at),
         "preprocess_version": mv.preprocess_version,
@@ -205,10 +217,10 @@ class Registry:
         with session_scope(self.engine) as s:
             return s.get(ModelVersion, version)
 
-    def production(self) -> ModelVersion | None:
-        """The version in production, or ``None``."""
+    def production(self, kind: ModelKind = ModelKind.HALPHA) -> ModelVersion | None:
+        """The version of ``kind`` in production, or ``None``."""
         with session_scope(self.engine) as s:
-            return s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)).first()
+            return _production(s, kind)
 
     def _require(self, s: Session, version: str) -> ModelVersion:
         mv = s.get(ModelVersion, version)
@@ -249,6 +261,10 @@ class Registry:
                 return existing
 
         meta = onnx_metadata(path)
+        try:
+            kind = ModelKind(meta.get("synmag.kind", ModelKind.HALPHA))
+        except ValueError:
+            raise UsageError(f"{path.name}: unknown synmag.kind {meta['synmag.kind']!r}") from None
         now = utcnow()
         explicit = version is not None
         version = version or meta.get("synmag.version") or f"{now:%Y%m%d-%H%M%S}-{sha[:8]}"
@@ -287,6 +303,7 @@ class Registry:
             lineage=json_safe(dict(lineage)),
             preprocess_version=meta.get("synmag.preprocess_version"),
             status=ModelStatus.CANDIDATE,
+            kind=kind,
             created_at=now,
         )
         try:
@@ -315,7 +332,7 @@ class Registry:
         checks: dict[str, Any] = {"tolerance": tolerance}
         with session_scope(self.engine) as s:
             mv = self._require(s, version)
-            prod = s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)).first()
+            prod = _production(s, ModelKind(mv.kind))
             metrics = mv.metrics or {}
             model_block = metrics.get("model")
             baselines = metrics.get("baselines") or {}
@@ -347,6 +364,13 @@ class Registry:
                             f"{name} {value:.4f} regresses beyond {tolerance} vs production "
                             f"{prod.version} ({p_value:.4f})"
                         )
+            calibration = metrics.get("calibration")
+            checks["calibration"] = calibration
+            if not isinstance(calibration, Mapping):
+                reasons.append("no val calibration of its uncertainty (metrics['calibration'])")
+            else:
+                reasons.extend(f"calibration: {why}" for why in passes_gate(
+                    {k: (v if v is not None else float("nan")) for k, v in calibration.items()}))
             result = GateResult(passed=not reasons, reasons=reasons, checks=checks)
             mv.gate = json_safe({**result.as_dict(), "at": utcnow().isoformat()})
         return result
@@ -367,7 +391,8 @@ class Registry:
             if mv.status == ModelStatus.PRODUCTION:
                 return mv
             self._lock_production(s)
-            for old in s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)):
+            for old in s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION,
+                                                            ModelVersion.kind == mv.kind)):
                 old.status = ModelStatus.RETIRED
             mv.status = ModelStatus.PRODUCTION
             mv.promoted_at = utcnow()
@@ -381,13 +406,13 @@ class Registry:
         if s.get_bind().dialect.name == "postgresql":
             s.execute(select(ModelVersion.version).with_for_update())
 
-    def rollback(self) -> ModelVersion:
-        """Put the previous production version back; the current one becomes ``rejected``."""
+    def rollback(self, kind: ModelKind = ModelKind.HALPHA) -> ModelVersion:
+        """Put the previous production version of ``kind`` back; the current one becomes ``rejected``."""
         with session_scope(self.engine) as s:
             self._lock_production(s)
-            current = s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION)).first()
+            current = _production(s, kind)
             if current is None:
-                raise UsageError("no production model version to roll back")
+                raise UsageError(f"no production {kind} model version to roll back")
             promoted = s.scalars(
                 select(ModelEvent.version)
                 .where(ModelEvent.action.in_(("promote", "rollback_to")))
@@ -398,7 +423,7 @@ class Registry:
                 if candidate == current.version:
                     continue
                 mv = s.get(ModelVersion, candidate)
-                if mv is not None and mv.status == ModelStatus.RETIRED:
+                if mv is not None and mv.status == ModelStatus.RETIRED and mv.kind == current.kind:
                     previous = mv
                     break
             if previous is None:
@@ -412,11 +437,11 @@ class Registry:
         return previous
 
     # ----------------------------------------------------------------- resolve
-    def resolve(self, spec: str | None = None) -> Path:
+    def resolve(self, spec: str | None = None, kind: ModelKind = ModelKind.HALPHA) -> Path:
         """A local ONNX file for ``spec``.
 
-        ``None``: ``settings.model`` if set, else the production version
-        (registering the bundled model first when there is none). A path to an
+        ``None``: ``settings.model`` if set, else the production version of ``kind``
+        (registering the bundled models first when there is none). A path to an
         existing file: that file. A version id: its file, downloaded once into
         ``settings.model_cache_dir`` and checked against its sha256.
         """
@@ -424,10 +449,10 @@ class Registry:
             spec = self.settings.model
         if spec is None:
             self.ensure_bundled()
-            prod = self.production()
+            prod = self.production(kind)
             if prod is None:
                 raise UsageError(
-                    "no production model: register and promote one (make retrain) or pass --model"
+                    f"no production model of kind {kind}: register and promote one (make retrain) or pass --model"
                 )
             return self._fetch(prod)
         path = model_file(spec)
@@ -438,6 +463,12 @@ class Registry:
             if mv is None:
                 raise UsageError(f"unknown model version {spec!r}; known: {self._known(s)}")
         return self._fetch(mv)
+
+    def production_file(self, kind: ModelKind) -> Path | None:
+        """The local file of the production version of ``kind`` (bundled ones registered first), or None."""
+        self.ensure_bundled()
+        prod = self.production(kind)
+        return self._fetch(prod) if prod is not None else None
 
     def _fetch(self, mv: ModelVersion) -> Path:
         target = Path(self.settings.model_cache_dir).expanduser().resolve() / mv.version / "model.onnx"
@@ -477,20 +508,28 @@ class Registry:
                 return candidate
         return None
 
-    def ensure_bundled(self) -> ModelVersion | None:
-        """Register and promote the bundled model when no version is in production.
+    def ensure_bundled(self) -> list[ModelVersion]:
+        """Register and promote the bundled model of each kind that has no production version.
 
-        A no-op when a production version exists, when ``models/`` holds no
-        bundled model, or when the bundled model was rolled back (``rejected``).
+        For each kind (``synmag.kind`` of the file), the last bundled file of that kind is
+        promoted when no version of the kind is in production, unless it was rolled back
+        (``rejected``). Returns the versions promoted (none when nothing was missing).
         """
-        if self.production() is not None:
-            return None
-        candidates = self.bundled_candidates()
-        if not candidates:
-            return None
-        onnx_path = candidates[-1]
-        if len(candidates) > 1:
-            log.warning("several bundled models %s; using %s", [c.name for c in candidates], onnx_path.name)
+        by_kind: dict[ModelKind, Path] = {}
+        for onnx_path in self.bundled_candidates():
+            kind = ModelKind(onnx_metadata(onnx_path).get("synmag.kind", ModelKind.HALPHA))
+            if kind in by_kind:
+                log.warning("several bundled %s models; using %s", kind, onnx_path.name)
+            by_kind[kind] = onnx_path
+        promoted = []
+        for kind, onnx_path in by_kind.items():
+            if self.production(kind) is None:
+                mv = self._promote_bundled(onnx_path)
+                if mv is not None:
+                    promoted.append(mv)
+        return promoted
+
+    def _promote_bundled(self, onnx_path: Path) -> ModelVersion | None:
         sha = file_sha256(onnx_path)
         with session_scope(self.engine) as s:
             known = s.scalars(select(ModelVersion).where(ModelVersion.sha256 == sha)).first()
@@ -512,3 +551,8 @@ class Registry:
         }
         mv = self.register(onnx_path, metrics=metrics, report=metrics or None, lineage=lineage)
         return self.promote(mv.version, force=True)
+
+
+def _production(s: Session, kind: ModelKind | str) -> ModelVersion | None:
+    return s.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.PRODUCTION,
+                                                ModelVersion.kind == str(kind))).first()

@@ -127,6 +127,21 @@ class Settings(BaseSettings):
         description="JSOC root of the 'jsoc' magnetogram source (drms CGIs under /cgi-bin/ajax/); "
         "a stand-in's URL for drills (synmag jsoc-standin)",
     )
+    # --- the nowcast's prior ---------------------------------------------------
+    prior_source: str = Field(
+        default="none",
+        description="Magnetogram source of the nowcast's prior: none (H-alpha-only products), or a "
+        "registered one (jsoc, dir, replay); its folder/URL: SYNMAG_PRIOR_DIR / SYNMAG_PRIOR_URL, "
+        "else the truth source's",
+    )
+    prior_dir: Path | None = Field(default=None, description="Folder of the 'dir' prior source")
+    prior_url: str | None = Field(default=None, description="Root URL of the 'replay' prior source")
+    prior_min_age_h: float = Field(
+        default=0.0, ge=0, description="Youngest prior used: observed at least this many hours before the frame "
+        "(raise it to drill an HMI outage)")
+    prior_max_age_h: float = Field(
+        default=168.0, gt=0, le=24 * 28,
+        description="Oldest prior used; older -> the H-alpha-only model serves the minute")
     jsoc_timeout_s: float = Field(
         default=120.0, gt=0, description="limit on one JSOC segment download (a 4096x4096 image is ~10 MB)"
     )
@@ -154,7 +169,7 @@ class Settings(BaseSettings):
             raise ValueError("SYNMAG_FRAME_SOURCES must name at least one frame source")
         return value
 
-    @field_validator("jsoc_url", "truth_url")
+    @field_validator("jsoc_url", "truth_url", "prior_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -181,6 +196,8 @@ class Settings(BaseSettings):
     def _check_backoff(self) -> Settings:
         if self.http_backoff_cap_s < self.http_backoff_base_s:
             raise ValueError("SYNMAG_HTTP_BACKOFF_CAP_S must be >= SYNMAG_HTTP_BACKOFF_BASE_S")
+        if self.prior_max_age_h < self.prior_min_age_h:
+            raise ValueError("SYNMAG_PRIOR_MAX_AGE_H must be >= SYNMAG_PRIOR_MIN_AGE_H")
         return self
 
     @property

@@ -128,6 +128,7 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     SIZE_MISMATCH = "size_mismatch"
     NAN_OUTPUT = "nan_output"
+    NO_PRIOR = "no_prior"  # a nowcast version's backfill: the frame has no usable prior
     PROCESSING_FAILED = "processing_failed"
     OTHER = "other"
 
@@ -150,7 +151,7 @@ _REASON_STAGE = {
     Reason.TRUNCATED: Stage.DECODE, Reason.WRONG_SHAPE: Stage.DECODE,
     Reason.MISSING_KEYS: Stage.DECODE, Reason.ABSURD_HEADER: Stage.DECODE,
     Reason.NOT_SELECTED: Stage.SELECT, Reason.NAN_OUTPUT: Stage.INFERENCE,
-    Reason.FLAT_DISK: Stage.PREPROCESS,
+    Reason.FLAT_DISK: Stage.PREPROCESS, Reason.NO_PRIOR: Stage.PREPROCESS,
 }
 
 

@@ -47,9 +47,21 @@ def synthetic_field(seed: int, geometry) -> np.ndarray:
     return field
 
 
+def confidence_ramp(geometry) -> np.ndarray:
+    """A CONFIDENCE layer rising from 0.5 at the east limb to 1.0 at the west (NaN off the disk)."""
+    x = np.arange(geometry.size, dtype=np.float32)
+    ramp = np.broadcast_to(np.clip(0.5 + 0.5 * (x - 62) / 900, 0.5, 1.0), (geometry.size, geometry.size))
+    return np.where(geometry.mask(), ramp, np.nan).astype(np.float32)
+
+
 def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta = FEED_STEP,
-             with_input: bool = True) -> Feed:
-    """Migrate the database of ``settings`` and store ``n`` products ``step`` apart."""
+             with_input: bool = True, prior_age_h: float | None = None, layers: bool = False) -> Feed:
+    """Migrate the database of ``settings`` and store ``n`` products ``step`` apart.
+
+    ``prior_age_h``: nowcast products made from a prior this old (``hmi.M_720s_nrt``), else
+    H-alpha-only products (model kind ``halpha``, no prior source configured).
+    ``layers``: the FITS get SIGMA (|B| / 4 + 5 G) and CONFIDENCE (:func:`confidence_ramp`).
+    """
     from astropy.time import Time
 
     from service.db import InputFrame, ModelVersion, Product, make_engine, session_scope
@@ -81,7 +93,15 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
                       "preprocess_version": PREPROCESS_VERSION, "software_version": "test",
                       # a cycle-24 model on frames of cycle 25, as the feed runs today
                       "model_cycle": 24, "frame_cycle": cycle_of(t), "polarity_sign": polarity_sign(t, 24)}
-        fits_bytes = product_fits_bytes(gauss, geometry, provenance)
+        kind = "nowcast" if prior_age_h is not None else "halpha"
+        prior_t = t - timedelta(hours=prior_age_h) if prior_age_h is not None else None
+        prior = {"prior_obs": prior_t.isoformat() if prior_t else None, "prior_age_h": prior_age_h,
+                 "prior_source": "hmi.M_720s_nrt" if prior_t else None, "prior_sha256": "ef" * 32 if prior_t else None,
+                 "prior_note": None if prior_t else "no prior source configured (SYNMAG_PRIOR_SOURCE=none)"}
+        provenance.update(model_kind=kind, **prior)
+        sigma = np.abs(gauss) / 4 + 5 if layers else None
+        fits_bytes = product_fits_bytes(gauss, geometry, provenance, sigma=sigma,
+                                        confidence=confidence_ramp(geometry) if layers else None)
         png_bytes = quicklook_png_bytes(gauss, title=f"synmag {t:%Y-%m-%d %H:%M} UTC", dpi=40)
         fits_uri = store.put(product_key(t, "gong", "LE", MODEL_VERSION, "fits"), fits_bytes, "application/fits")
         png_uri = store.put(product_key(t, "gong", "LE", MODEL_VERSION, "png"), png_bytes, "image/png")
@@ -95,7 +115,10 @@ def populate(settings, n: int = 6, start: datetime = FEED_START, step: timedelta
             s.flush()
             product = Product(source="gong", input_frame_id=frame.id, obs_time=t, obs_minute=t, site="LE",
                               model_version=MODEL_VERSION, preprocess_version=PREPROCESS_VERSION,
-                              polarity_sign=provenance["polarity_sign"], fits_uri=fits_uri, png_uri=png_uri, fits_sha256=sha256_hex(fits_bytes),
+                              polarity_sign=provenance["polarity_sign"], model_kind=kind, prior_obs=prior_t,
+                              prior_age_h=prior_age_h, prior_source=prior["prior_source"],
+                              prior_sha256=prior["prior_sha256"], prior_note=prior["prior_note"],
+                              fits_uri=fits_uri, png_uri=png_uri, fits_sha256=sha256_hex(fits_bytes),
                               png_sha256=sha256_hex(png_bytes),
                               quality={"accepted": True, "reasons": [], "score": 0.9},
                               timings={"inference": 1.0})

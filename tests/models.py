@@ -70,3 +70,39 @@ def tiny_onnx_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[...,
 def tiny_onnx(tiny_onnx_factory: Callable[..., Path]) -> Path:
     """A tiny untrained generator with the current preprocessing version."""
     return tiny_onnx_factory()
+
+
+TINY_CALIBRATION_JSON = json.dumps({
+    "abs_edges_g": [20.0], "sigma_factor": [1.0, 1.0], "z_knots": [0.0, 1.0, 3.0],
+    "p_right": [0.5, 0.7, 0.95], "version": 1,
+})
+"""A plausible calibration for tiny models (``service.science.uncertainty.Calibration``)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_nowcast_onnx(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained nowcast: the tiny generator composed with an untrained head.
+
+    The head starts as (almost) persistence: its field is ``0.95 * prior`` and its sigma
+    40 G (``training.nowcast.model.NowcastHead``'s initial output), so products follow
+    their prior's polarity. Carries :data:`TINY_CALIBRATION_JSON`.
+    """
+    torch = pytest.importorskip("torch", reason="tiny ONNX models are built with torch (train extra)")
+    pytest.importorskip("onnx", reason="tiny ONNX models are built with onnx (train extra)")
+    from training.nowcast.config import NowcastConfig
+    from training.nowcast.export import export_nowcast
+    from training.nowcast.model import Nowcast
+
+    torch.manual_seed(TINY_SEED)
+    cfg = NowcastConfig(channels=(8, 8))
+    path = tmp_path_factory.mktemp("tiny-nowcast") / "tiny-nowcast.onnx"
+    return export_nowcast([Nowcast(cfg)], tiny_onnx, path, {
+        "version": "tiny-nowcast-test", "config": cfg.to_json(), "train_data_sha256": "untrained",
+        "calibration": TINY_CALIBRATION_JSON,
+    })
+
+
+@pytest.fixture(scope="session")
+def tiny_calibrated_onnx(tiny_onnx_factory: Callable[..., Path]) -> Path:
+    """The tiny H-alpha-only generator with :data:`TINY_CALIBRATION_JSON`."""
+    return tiny_onnx_factory(calibration=TINY_CALIBRATION_JSON, version="tiny-calibrated")

@@ -5,9 +5,10 @@ Fixtures
 world
     ``world(faults=None, model=True, **settings) -> World``: a replay archive of two real
     val days on loopback and a pipeline (``open_pipeline``) reading it. ``model`` is
-    ``True`` (the ``tiny_onnx`` generator), ``False`` (none) or an ONNX path; other
-    keywords override the :class:`~service.settings.Settings`. Every call in one test
-    shares the same database and object store.
+    ``True`` (the ``tiny_onnx`` generator), ``False`` (none) or an ONNX path; ``prior=True``
+    makes the replay the nowcast's prior source; other keywords override the
+    :class:`~service.settings.Settings`. Every call in one test shares the same database
+    and object store.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ def world(data_dir: Path, tiny_onnx: Path, tmp_path: Path) -> Iterator:
         (folder / halpha.name).symlink_to(halpha)
     made = []
 
-    def make(faults: Faults | None = None, model: bool | Path = True, **overrides) -> World:
+    def make(faults: Faults | None = None, model: bool | Path = True, prior: bool = False, **overrides) -> World:
         archive = ReplayArchive(folder, cadence_s=60, rewind_minutes=5, backlog=2, sites="BL", faults=faults)
         server, url = serve_in_thread(archive)
         model_spec = str(tiny_onnx) if model is True else (str(model) if model else None)
+        if prior:
+            overrides = {"prior_source": "replay", "prior_url": url, **overrides}
         settings = Settings(
             database_url=f"sqlite:///{tmp_path}/db.sqlite", store_url=f"file://{tmp_path}/store",
             gong_base_url=url, model=model_spec,

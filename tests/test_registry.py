@@ -39,11 +39,15 @@ def make_onnx(path: Path, seed: float = 1.0, **metadata: str) -> Path:
     return path
 
 
+GOOD_CALIBRATION = {"n": 1000, "ece": 0.02, "auroc": 0.8, "coverage": 0.68, "decile_ratio": 3.0}
+
+
 def metrics(r: float, ppa: float, *, zero: tuple[Any, Any] = (None, 0.0),
-            persistence: tuple[Any, Any] = (0.5, 0.6)) -> dict[str, Any]:
+            persistence: tuple[Any, Any] = (0.5, 0.6), calibration: dict | None = None) -> dict[str, Any]:
     """A val summary in the registry's format (means, some with sd)."""
     return {
         "split": "val",
+        "calibration": dict(GOOD_CALIBRATION) if calibration is None else calibration,
         "model": {"r_bin8": {"mean": r, "sd": 0.01}, "ar_ppa": {"20": ppa}, "psnr": 30.0},
         "baselines": {
             "zero": {"r_bin8": zero[0], "ar_ppa": {"20": zero[1]}},
@@ -215,18 +219,18 @@ def test_ensure_bundled_registers_production(registry, settings):
     make_onnx(folder / "synmag-v1.onnx", 5.0, version="v1-bundled")
     (folder / "model_card.md").write_text("# synmag v1\n")
     (folder / "metrics.json").write_text(json.dumps(metrics(0.7, 0.8)))
-    mv = registry.ensure_bundled()
+    (mv,) = registry.ensure_bundled()
     assert mv.version == "v1-bundled" and mv.status == "production"
     assert mv.lineage["source"] == "bundled"
     assert mv.metrics["baselines"]["persistence"]["r_bin8"] == 0.5
-    assert registry.ensure_bundled() is None  # production exists: no-op
+    assert registry.ensure_bundled() == []  # production exists: no-op
     assert registry.resolve(None).read_bytes() == (folder / "synmag-v1.onnx").read_bytes()
 
 
 def test_ensure_bundled_without_model_is_noop(registry, settings):
     settings.bundled_model_dir.mkdir()
     make_onnx(settings.bundled_model_dir / "stray.onnx")  # no model card or metrics beside it
-    assert registry.ensure_bundled() is None
+    assert registry.ensure_bundled() == []
     assert registry.list() == []
 
 
@@ -259,3 +263,33 @@ def test_register_exported_generator_reads_its_metadata(registry, tiny_onnx):
     assert mv.version == "tiny-test"
     assert mv.preprocess_version == PREPROCESS_VERSION
     assert mv.config["name"] == "tiny-untrained-test-only"
+
+
+def test_gate_refuses_a_version_without_val_calibration(registry, tmp_path):
+    m = metrics(0.7, 0.8)
+    del m["calibration"]
+    mv = _register(registry, tmp_path, "a", 1.0, m)
+    assert any("calibration" in r for r in registry.gate(mv.version).reasons)
+
+
+@pytest.mark.parametrize("bad", [{"ece": 0.08}, {"coverage": 0.9}, {"coverage": 0.5}, {"auroc": 0.6},
+                                 {"decile_ratio": 1.5}])
+def test_gate_refuses_a_miscalibrated_version(registry, tmp_path, bad):
+    mv = _register(registry, tmp_path, "a", 1.0, metrics(0.7, 0.8, calibration={**GOOD_CALIBRATION, **bad}))
+    result = registry.gate(mv.version)
+    assert not result.passed and all(r.startswith("calibration:") for r in result.reasons)
+
+
+def test_one_production_version_per_kind(registry, tmp_path):
+    halpha = _register(registry, tmp_path, "h", 1.0, metrics(0.7, 0.8))
+    nowcast = _register(registry, tmp_path, "n", 2.0, metrics(0.8, 0.9), kind="nowcast")
+    assert nowcast.kind == "nowcast" and halpha.kind == "halpha"
+    registry.promote(halpha.version)
+    registry.promote(nowcast.version)  # does not retire the H-alpha-only model
+    assert registry.production("halpha").version == halpha.version
+    assert registry.production("nowcast").version == nowcast.version
+
+
+def test_register_refuses_an_unknown_kind(registry, tmp_path):
+    with pytest.raises(UsageError, match="synmag.kind"):
+        _register(registry, tmp_path, "x", 1.0, metrics(0.7, 0.8), kind="crystal-ball")

@@ -9,6 +9,9 @@ export    export a checkpoint to ONNX and check parity on val frames
 ensemble  one version from several runs (seed mean + N-S view), same chain as retrain
 card      ship a run: copy its ONNX into models/ and write the model card
 diagnose  where an ONNX model's r_bin8 is lost (magnitude vs polarity), beside persistence
+nowcast   the nowcast's steps: ``cache`` (generator outputs, rotated priors), ``train`` (one seed),
+          ``build`` (evaluate by prior age, calibrate, export, metrics, card); see training/README.md
+dataset   build training pairs (GONG H-alpha + HMI, unclipped) from the archives
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from service.errors import UsageError
 
 
 def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
-    p.add_argument("--data-dir", required=True, type=Path, help="dataset root (train/ and val/, or FITS pairs)")
+    p.add_argument("--data-dir", required=True, type=_data_dir,
+                   help="dataset root: Ha2Mag train/ and val/, a built folder (synmag-train dataset build), "
+                        "or several of them comma-separated")
     if config:
         p.add_argument("--config", required=True, help="TOML file or a name in training/configs/")
         p.add_argument("--out-dir", default=None, help="runs folder (default: the config's out_dir)")
@@ -34,11 +39,17 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
                        help="override one config key (TOML value; repeatable), e.g. --set ngf=32")
 
 
+def _data_dir(text: str) -> str:
+    """``--data-dir``: one folder or several, comma-separated (see training.data)."""
+    missing = [p for p in text.split(",") if p.strip() and not Path(p.strip()).is_dir()]
+    if missing or not text.strip():
+        raise argparse.ArgumentTypeError(f"not a folder: {', '.join(missing) or repr(text)}")
+    return text
+
+
 def _config(args: argparse.Namespace):
     from training.config import load_config, parse_setting
 
-    if not args.data_dir.is_dir():
-        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
     flags = {"data_dir": str(args.data_dir), "out_dir": args.out_dir, "max_steps": args.max_steps,
              "device": args.device, "seed": args.seed, "name": args.name}
     # A flag given explicitly (--seed 3) wins over a --set of the same key.
@@ -71,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     generator, cfg, state = generator_from_checkpoint(args.checkpoint)
     valset = load_valset(args.data_dir, args.eval_days)
-    scores, preds = evaluate_generator(generator, valset, keep_preds=3)
+    scores, preds = evaluate_generator(generator, valset, keep_preds=3, scaling=cfg.scaling)
     summary = summarise(valset, scores)
     out = args.out or Path(args.checkpoint).with_suffix("")
     write_report(out, valset, summary, preds,
@@ -102,10 +113,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = export_onnx(generator, args.out, {
         "config": cfg.to_dict(),
         **training_days_metadata(splits["train"][: cfg.train_days or None]),
+        "output_scaling": cfg.scaling,
         "version": args.version or "",
     })
     valset = load_valset(args.data_dir, 2, splits)
-    result = parity(generator, path, np.stack([d.x for d in valset.days]))
+    result = parity(generator, path, np.stack([d.x for d in valset.days]), scaling=cfg.scaling)
     print(json.dumps({"onnx": str(path), "parity": result}))
     return 0
 
@@ -135,6 +147,35 @@ def cmd_card(args: argparse.Namespace) -> int:
             raise UsageError(f"{run} has no report/report.json (run `synmag-train retrain` first)")
     print(build_card(args.ship, args.seeds, args.ablation, args.out, args.notes))
     return 0
+
+
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from training.dataset.build import BuildRequest, build, parse_every, parse_sites, summary_text
+
+    try:
+        hour, _, minute = args.hour.partition(":")
+        request = BuildRequest(
+            start=date.fromisoformat(args.start), end=date.fromisoformat(args.end),
+            gong_url=args.gong_url or _default_url("gong_base_url"), jsoc_url=args.jsoc_url or _default_url("jsoc_url"),
+            hour=int(hour), minute=int(minute or 0), every=parse_every(args.every), sites=parse_sites(args.sites),
+            window=parse_every(args.window), max_frames=args.max_frames, min_interval_s=args.min_interval,
+            retry_skipped=args.retry_skipped,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    summary = build(request, args.out, progress=None if args.quiet else sys.stderr)
+    print(summary_text(summary, args.out), file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def _default_url(name: str) -> str:
+    """The service's setting (``SYNMAG_GONG_BASE_URL``, ``SYNMAG_JSOC_URL``; the real archives by default)."""
+    from service.settings import load_settings
+
+    return str(getattr(load_settings(), name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,7 +237,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, type=Path, help="ONNX file")
     p.add_argument("--eval-days", type=int, default=0, help="val days (0: all)")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("nowcast", help="nowcast steps: cache, train, build (each takes its own --help)")
+    p.add_argument("step", choices=NOWCAST_STEPS)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_nowcast)
+
+    p = sub.add_parser("dataset", help="training data from the archives")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    p = dsub.add_parser("build", help="GONG H-alpha + HMI pairs, one per step, resumable (training/dataset/)")
+    p.add_argument("--start", required=True, help="first date, YYYY-MM-DD (UTC)")
+    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD (UTC), included")
+    p.add_argument("--out", required=True, type=Path, help="folder of pairs, manifest.json and raw/ (made)")
+    p.add_argument("--hour", default="00", help="UTC time of each step, HH or HH:MM (default 00)")
+    p.add_argument("--every", default="1d", help="step, e.g. 1d, 12h (default 1d)")
+    p.add_argument("--sites", default=None, help="GONG stations, codes or letters (BB,LE or B,L; default all)")
+    p.add_argument("--gong-url", default=None,
+                   help="GONG archive root (default SYNMAG_GONG_BASE_URL, else https://gong2.nso.edu)")
+    p.add_argument("--jsoc-url", default=None,
+                   help="JSOC root (default SYNMAG_JSOC_URL, else http://jsoc.stanford.edu)")
+    p.add_argument("--window", default="30m", help="search frames this far either side of the step (default 30m)")
+    p.add_argument("--max-frames", type=int, default=6, help="GONG downloads tried per step at most (default 6)")
+    p.add_argument("--min-interval", type=float, default=1.0, metavar="S",
+                   help="seconds between two requests to the archives, at least (default 1)")
+    p.add_argument("--retry-skipped", action="store_true", help="try again the steps skipped earlier")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dataset_build)
     return parser
+
+
+NOWCAST_STEPS = ("cache", "train", "build")
+
+
+def cmd_nowcast(args: argparse.Namespace) -> int:
+    import importlib
+
+    importlib.import_module(f"training.nowcast.{args.step}").main(args.rest)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

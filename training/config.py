@@ -65,6 +65,11 @@ class TrainConfig:
     # (see training.data); E-W flip with negation keeps Hale but breaks Joy: off by default.
     flip_ns: bool = True
     flip_ew: bool = False
+    # --- target units ------------------------------------------------------------
+    # Gauss <-> model output (service/science/output_scaling.py), written into the ONNX metadata:
+    # "linear:200" (the Ha2Mag data are clipped there) or "asinh:SCALE_G:MAX_G" for unclipped
+    # built data, e.g. "asinh:100:3000" (linear below ~100 G, logarithmic up to 3 kG).
+    output_scaling: str = "linear:200"
     seed: int = 0
     # --- hardware -------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -102,9 +107,20 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, f"dropout {self.dropout}"),
             (self.log_every >= 1 and self.eval_every >= 1 and self.checkpoint_every >= 1, "*_every"),
         ]
+        try:
+            self.scaling  # noqa: B018 - parsed here so a bad value fails at load, not after training
+        except ValueError as exc:
+            checks.append((False, str(exc)))
         bad = [what for ok, what in checks if not ok]
         if bad:
             raise UsageError(f"invalid training config {self.name!r}: " + ", ".join(bad))
+
+    @property
+    def scaling(self):  # -> service.science.output_scaling.OutputScaling
+        """The output scaling of ``output_scaling``."""
+        from service.science.output_scaling import OutputScaling
+
+        return OutputScaling.parse(self.output_scaling)
 
     @property
     def epochs(self) -> int:

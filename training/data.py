@@ -8,7 +8,13 @@ WebP pairs (the Ha2Mag dataset, ``DATA_DIR/{train,val}/``)
     ``{YYYY-MM-DDTHH_MM_SS}_halpha.webp`` and ``..._hmi.webp``, 8-bit; read with
     ``service.science.dataset``. The given train/val folders are used as they are.
 
-FITS pairs (written by the dataset builder; one folder, all days)
+Built pairs (``synmag-train dataset build``, :mod:`training.dataset`; one folder, all days)
+    ``{YYYY-MM-DDTHH_MM_SS}_pair.fits``: H-alpha (0..255 scale) and B_LOS (Gauss, unclipped)
+    in one file (:mod:`training.dataset.pairs`). The split is the one the builder wrote into
+    ``manifest.json`` (chronological, 27-day gaps: :mod:`training.dataset.splits`); without a
+    manifest it is computed the same way.
+
+FITS pairs (two files a day; one folder, all days)
     ``{YYYY-MM-DDTHH_MM_SS}_halpha.fits``: float32 (1024, 1024) H-alpha on the
     dataset's 0..255 intensity scale (``preprocess.match_intensity`` output), 0 off
     the disk. ``..._hmi.fits``: float32 (1024, 1024) line-of-sight field in Gauss,
@@ -19,8 +25,15 @@ FITS pairs (written by the dataset builder; one folder, all days)
     (one synodic solar rotation) dropped between them, so no active region is seen
     in two splits.
 
-Units are the shared ones: ``halpha_to_model`` for the input, ``gauss_to_model`` for
-the target, and the target is 0 G off the disk (``preprocess.model_disk_mask``).
+Several roots, comma-separated (``--data-dir ha2mag,built``), are read together: each
+root's train and val days are merged in time order. Hale's law reverses every cycle, so when
+the roots' days come from cycles of both parities, the days of the other parity from the
+newest train day's cycle have their field negated (``Day.sign``; ``service.science.cycles``),
+and the model's ``solar_cycle`` is that newest cycle.
+
+Units are the shared ones: ``halpha_to_model`` for the input; for the target the run's
+output scaling (``service.science.output_scaling``; the default, linear 200 G, is
+``gauss_to_model``); the target is 0 G off the disk (``preprocess.model_disk_mask``).
 
 Augmentation and the sign of B
 ------------------------------
@@ -50,6 +63,7 @@ is checkpointed, so a resumed run draws what an uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterator, Sequence
@@ -62,9 +76,12 @@ import numpy as np
 import torch
 
 from service.science import dataset, preprocess
-from service.science.cycles import cycle_of_days
+from service.science.cycles import cycle_of, polarity_sign
+from service.science.output_scaling import DEFAULT as LINEAR_200
+from service.science.output_scaling import OutputScaling
+from training.dataset import splits as dataset_splits
 
-GAP_DAYS = 27.0  # one synodic solar rotation between computed splits
+GAP_DAYS = dataset_splits.GAP_DAYS  # one synodic solar rotation between computed splits
 
 
 # ---------------------------------------------------------------------------
@@ -77,7 +94,8 @@ class Day:
     time: str
     halpha_path: Path
     hmi_path: Path
-    kind: str  # "webp" | "fits"
+    kind: str  # "webp" | "fits" | "pair" (one file: halpha_path == hmi_path)
+    sign: int = 1  # -1: field negated into the model cycle's Hale polarity (see the module docstring)
 
     @property
     def mjd(self) -> float:
@@ -115,6 +133,32 @@ def list_fits_days(folder: str | Path) -> list[Day]:
     return days
 
 
+def list_pair_days(folder: str | Path) -> list[Day]:
+    """Days of a built folder (``*_pair.fits``), in time order."""
+    from training.dataset.pairs import SUFFIX, pair_time
+
+    days = [Day(pair_time(p).isoformat().replace("+00:00", ""), p, p, "pair") for p in Path(folder).glob("*" + SUFFIX)]
+    days.sort(key=lambda d: d.time)
+    return days
+
+
+def _built_splits(folder: Path) -> dict[str, list[Day]] | None:
+    """Train and val of a built folder: the manifest's split, else computed; None if not one."""
+    import json
+
+    days = list_pair_days(folder)
+    if not days:
+        return None
+    manifest = folder / "manifest.json"
+    split = json.loads(manifest.read_text()).get("split", {}) if manifest.is_file() else {}
+    if not split or split.get("error"):
+        if split.get("error"):
+            raise ValueError(f"{folder}: {split['error']}")
+        return {k: v for k, v in chronological_splits(days).items() if k != "test"}
+    by_name = {d.halpha_path.name: d for d in days}
+    return {k: [by_name[n] for n in split.get(k, []) if n in by_name] for k in ("train", "val")}
+
+
 def _image_hdu(path: Path) -> int:
     from astropy.io import fits
 
@@ -134,38 +178,54 @@ def chronological_splits(
     ``gap_days`` after a cut are dropped, so the last day of one split and the first
     of the next are at least ``gap_days`` apart.
     """
+    from datetime import datetime
+
     days = sorted(days, key=lambda d: d.time)
-    if not days:
-        return {"train": [], "val": [], "test": []}
-    mjd = np.array([d.mjd for d in days])
-    span = mjd[-1] - mjd[0]
-    usable = span - 2 * gap_days
-    if usable <= 0:
-        raise ValueError(f"{span:.0f} days of data cannot hold three splits with {gap_days}-day gaps")
-    f = np.asarray(fractions, dtype=float) / sum(fractions)
-    cut1 = mjd[0] + f[0] * usable
-    cut2 = cut1 + gap_days + f[1] * usable
     out: dict[str, list[Day]] = {"train": [], "val": [], "test": []}
-    for day, t in zip(days, mjd, strict=True):
-        if t <= cut1:
-            out["train"].append(day)
-        elif cut1 + gap_days < t <= cut2:
-            out["val"].append(day)
-        elif t > cut2 + gap_days:
-            out["test"].append(day)
+    times = [datetime.fromisoformat(d.time + ("" if "+" in d.time else "+00:00")) for d in days]
+    for day, label in zip(days, dataset_splits.assign(times, fractions, gap_days), strict=True):
+        if label is not None:
+            out[label].append(day)
     return out
 
 
-def split_days(data_dir: str | Path) -> dict[str, list[Day]]:
-    """Train and val days of ``data_dir``: its train/val folders, or a FITS-pair folder split."""
-    root = Path(data_dir)
+def data_roots(data_dir: str | Path) -> list[Path]:
+    """The roots of ``data_dir``: one folder, or several separated by commas."""
+    return [Path(p.strip()) for p in str(data_dir).split(",") if p.strip()]
+
+
+def _root_splits(root: Path) -> dict[str, list[Day]]:
     if (root / "train").is_dir() and (root / "val").is_dir():
         return {"train": list_webp_days(root / "train"), "val": list_webp_days(root / "val")}
+    built = _built_splits(root)
+    if built is not None:
+        return built
     fits_days = list_fits_days(root)
     if not fits_days:
-        raise FileNotFoundError(f"{root}: neither train/ and val/ WebP folders nor *_halpha.fits pairs")
+        raise FileNotFoundError(f"{root}: neither train/ and val/ WebP folders, nor *_pair.fits, nor *_halpha.fits pairs")
     splits = chronological_splits(fits_days)
     return {"train": splits["train"], "val": splits["val"]}
+
+
+def split_days(data_dir: str | Path) -> dict[str, list[Day]]:
+    """Train and val days of ``data_dir`` (one root or several, see the module docstring),
+    in time order, with the polarity of every day aligned on the newest train day's cycle."""
+    out: dict[str, list[Day]] = {"train": [], "val": []}
+    for root in data_roots(data_dir):
+        for k, days in _root_splits(root).items():
+            out[k] += days
+    for k in out:
+        out[k].sort(key=lambda d: d.time)
+    if not out["train"]:
+        raise ValueError(f"{data_dir}: no train days")
+    cycle = model_cycle(out["train"])
+    return {k: [dataclasses.replace(d, sign=polarity_sign(d.time, cycle)) for d in days] for k, days in out.items()}
+
+
+def model_cycle(days: Sequence[Day]) -> int:
+    """The solar cycle a model trained on ``days`` learns: the newest day's (older days of the
+    other Hale parity are negated into it, ``Day.sign``)."""
+    return cycle_of(max(d.time for d in days))
 
 
 # ---------------------------------------------------------------------------
@@ -180,26 +240,39 @@ def _read_fits(path: Path) -> np.ndarray:
     return data
 
 
+def _read_built(path: Path, which: str) -> np.ndarray:
+    from training.dataset.pairs import read_pair
+
+    pair = read_pair(path)
+    data = pair.halpha if which == "halpha" else pair.gauss
+    if data.shape != (preprocess.MODEL_SIZE, preprocess.MODEL_SIZE):
+        raise ValueError(f"{path}: image is {data.shape}, not the model frame")
+    return data
+
+
 def read_halpha(day: Day) -> np.ndarray:
-    """H-alpha on the dataset's 0..255 scale: uint8 for WebP, float32 for FITS."""
+    """H-alpha on the dataset's 0..255 scale: uint8 for WebP, float32 for FITS and built pairs."""
     if day.kind == "webp":
         return dataset.read_halpha_u8(day.halpha_path)
-    return np.nan_to_num(_read_fits(day.halpha_path), nan=0.0)
+    data = _read_built(day.halpha_path, "halpha") if day.kind == "pair" else _read_fits(day.halpha_path)
+    return np.nan_to_num(data, nan=0.0)
 
 
 def read_target_gauss(day: Day) -> np.ndarray:
-    """HMI B_LOS in Gauss (float32), off the model disk set to 0 G."""
+    """HMI B_LOS in Gauss (float32) in the model cycle's polarity (``day.sign``), 0 G off the model disk."""
     if day.kind == "webp":
         gauss = dataset.read_hmi_gauss(day.hmi_path)
+    elif day.kind == "pair":
+        gauss = _read_built(day.hmi_path, "gauss")
     else:
         gauss = _read_fits(day.hmi_path)
-    gauss = np.where(_disk_mask(), gauss, np.float32(0.0))
+    gauss = np.where(_disk_mask(), gauss * np.float32(day.sign), np.float32(0.0))
     return np.nan_to_num(gauss, nan=0.0).astype(np.float32)
 
 
-def read_model_pair(day: Day) -> tuple[np.ndarray, np.ndarray]:
+def read_model_pair(day: Day, scaling: OutputScaling = LINEAR_200) -> tuple[np.ndarray, np.ndarray]:
     """(input, target) in model units, float32 (1024, 1024): the shared unit functions."""
-    return preprocess.halpha_to_model(read_halpha(day)), preprocess.gauss_to_model(read_target_gauss(day))
+    return preprocess.halpha_to_model(read_halpha(day)), scaling.to_model(read_target_gauss(day))
 
 
 _MASK: np.ndarray | None = None
@@ -216,7 +289,7 @@ def files_sha256(days: Sequence[Day]) -> str:
     """Hash of the training files (names and bytes), the ``train_data_sha256`` lineage."""
     h = hashlib.sha256()
     for day in sorted(days, key=lambda d: d.time):
-        for path in (day.halpha_path, day.hmi_path):
+        for path in dict.fromkeys((day.halpha_path, day.hmi_path)):  # a built pair is one file
             h.update(path.name.encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
@@ -226,9 +299,10 @@ def training_days_metadata(days: Sequence[Day]) -> dict[str, Any]:
     """What a model's ONNX metadata says of the days it was trained on.
 
     ``train_data_sha256`` (:func:`files_sha256`) and ``solar_cycle``, the cycle whose Hale
-    polarity those days show (``service.science.cycles``; refused when they span a minimum).
+    polarity those days show (``service.science.cycles``): the newest day's, days of the
+    other parity having been negated into it (:func:`split_days`).
     """
-    return {"train_data_sha256": files_sha256(days), "solar_cycle": cycle_of_days(d.time for d in days)}
+    return {"train_data_sha256": files_sha256(days), "solar_cycle": model_cycle(days)}
 
 
 # ---------------------------------------------------------------------------
@@ -248,8 +322,10 @@ class DeviceDays:
         ISO times, index-aligned.
     """
 
-    def __init__(self, days: Sequence[Day], device: torch.device | str = "cpu", threads: int = 2) -> None:
+    def __init__(self, days: Sequence[Day], device: torch.device | str = "cpu", threads: int = 2,
+                 scaling: OutputScaling = LINEAR_200) -> None:
         self.days = list(days)
+        self.scaling = scaling
         self.times = [d.time for d in self.days]
         self.device = torch.device(device)
         if not self.days:
@@ -269,9 +345,11 @@ class DeviceDays:
 
     def _read_stored(self, day: Day) -> tuple[np.ndarray, np.ndarray]:
         if self.webp:
-            # The HMI code (uint8) itself: Gauss = code * 400/255 - 200 (dataset.read_hmi_gauss).
-            return dataset.read_halpha_u8(day.halpha_path), dataset.read_hmi_u8(day.hmi_path)
-        x, y = read_model_pair(day)
+            # The HMI code (uint8) itself: Gauss = code * 400/255 - 200 (dataset.read_hmi_gauss);
+            # 255 - code is the field negated, exactly.
+            code = dataset.read_hmi_u8(day.hmi_path)
+            return dataset.read_halpha_u8(day.halpha_path), (code if day.sign == 1 else 255 - code)
+        x, y = read_model_pair(day, self.scaling)
         return preprocess.model_to_halpha(x).astype(np.float16), y.astype(np.float16)
 
     def decode(
@@ -281,18 +359,18 @@ class DeviceDays:
         x = halpha.float() / 127.5 - 1.0  # preprocess.halpha_to_model
         if self.webp:
             gauss = target.float() * float(dataset.HMI_GAUSS_PER_STEP) + float(dataset.HMI_GAUSS_OFFSET)
-            y = gauss.clamp(-preprocess.GAUSS_SCALE, preprocess.GAUSS_SCALE) / preprocess.GAUSS_SCALE
+            y = scaling_torch(gauss, self.scaling)
         else:
             y = target.float()
         return x, torch.where(mask, y, torch.zeros_like(y))
 
     def _check_decode(self) -> None:
         """The torch decode must give what the shared numpy functions give (first day)."""
-        x_ref, y_ref = read_model_pair(self.days[0])
+        x_ref, y_ref = read_model_pair(self.days[0], self.scaling)
         x, y = self.decode(self.halpha[:1], self.target[:1], self.mask)
         dx = float(np.abs(x[0].cpu().numpy() - x_ref).max())
         dy = float(np.abs(y[0].cpu().numpy() - y_ref).max())
-        tol = 1e-6 if self.webp else 2e-3  # float16 storage of FITS data
+        tol = 1e-5 if self.webp else 2e-3  # float16 storage of FITS data; asinh in float32
         if dx > tol or dy > tol:
             raise AssertionError(f"device decode differs from service.science.preprocess: {dx}, {dy}")
 
@@ -341,6 +419,14 @@ class DeviceDays:
         y = y * sign[:, None, None]
         coords = torch.stack([cx, cy], dim=1).to(x.dtype)
         return x[:, None].contiguous(), y[:, None].contiguous(), coords.contiguous()
+
+
+def scaling_torch(gauss: torch.Tensor, scaling: OutputScaling) -> torch.Tensor:
+    """Torch twin of ``OutputScaling.to_model`` (checked against it at load by ``DeviceDays``)."""
+    b = gauss.clamp(-scaling.max_g, scaling.max_g)
+    if scaling.kind == "linear":
+        return b / scaling.max_g
+    return torch.asinh(b / scaling.scale_g) / scaling.norm
 
 
 def epoch_batches(

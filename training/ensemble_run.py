@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from service.errors import UsageError
-from service.science.cycles import cycle_of_days
+from service.science.cycles import cycle_of
+from service.science.output_scaling import DEFAULT as LINEAR_200
 from training.ensemble import Ensemble, finish, gaussian_kernel
 from training.evaluate import (
     ValSet,
@@ -111,6 +112,8 @@ def build_ensemble(
         generator, cfg, _ = generator_from_checkpoint(selected_checkpoint(run))
         members.append(generator)
         configs.append(cfg.to_dict())
+        if cfg.scaling != LINEAR_200:  # the smoothing, gain and metrics below decode linear 200 G
+            raise UsageError(f"{run}: output_scaling {cfg.output_scaling!r}; ensembles take linear:200 members only")
     valset = load_valset(data_dir, eval_days)
     # One pass of the members over val; every smoothing (and the gain) is scored on its output.
     means = val_means(Ensemble(members, ns_view=ns_view).eval(), valset)
@@ -143,7 +146,7 @@ def build_ensemble(
     onnx_path = export_onnx(
         ensemble, out / f"{version}.onnx",
         {"config": config, "train_data_sha256": shas.pop(), "git_commit": commit, "version": version,
-         "solar_cycle": cycle_of_days(reports[0]["lineage"]["train_days"][k] for k in ("first", "last"))},
+         "solar_cycle": cycle_of(reports[0]["lineage"]["train_days"]["last"])},  # as training.data.model_cycle
         weights=weights,
     )
     parity_result = parity(ensemble, onnx_path, np.stack([d.x for d in valset.days[:N_PARITY_FRAMES]]))

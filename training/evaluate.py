@@ -33,6 +33,8 @@ import torch
 
 from service.science import metrics, preprocess, rotation
 from service.science.metric_table import METRICS
+from service.science.output_scaling import DEFAULT as LINEAR_200
+from service.science.output_scaling import OutputScaling
 from service.science.regions import Region, detect_regions
 from training.data import Day, read_halpha, read_target_gauss, split_days
 
@@ -152,10 +154,10 @@ def score_day(pred_gauss: np.ndarray, day: ValDay) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 @torch.no_grad()
 def predict_gauss(
-    generator: torch.nn.Module, x: np.ndarray, device: str | torch.device = "cpu"
+    generator: torch.nn.Module, x: np.ndarray, device: str | torch.device = "cpu", scaling: OutputScaling = LINEAR_200
 ) -> np.ndarray:
     """Full-frame prediction in Gauss, NaN off the disk (as ``preprocess.postprocess``)."""
-    return output_gauss(generator(model_input(x, device)))
+    return output_gauss(generator(model_input(x, device)), scaling)
 
 
 def model_input(x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -163,15 +165,16 @@ def model_input(x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
 
 
-def output_gauss(y: torch.Tensor) -> np.ndarray:
-    """A generator output (1, 1, H, W) in model units -> Gauss, NaN off the disk."""
-    gauss = preprocess.model_to_gauss(y[0, 0].float().cpu().numpy())
+def output_gauss(y: torch.Tensor, scaling: OutputScaling = LINEAR_200) -> np.ndarray:
+    """A generator output (1, 1, H, W) in model units -> Gauss (per ``scaling``), NaN off the disk."""
+    gauss = scaling.to_gauss(y[0, 0].float().cpu().numpy())
     gauss[~preprocess.model_disk_mask(size=gauss.shape[0])] = np.nan
     return gauss
 
 
 def evaluate_generator(
-    generator: torch.nn.Module, valset: ValSet, device: str | torch.device = "cpu", keep_preds: int = 0
+    generator: torch.nn.Module, valset: ValSet, device: str | torch.device = "cpu", keep_preds: int = 0,
+    scaling: OutputScaling = LINEAR_200,
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Per-day model scores (and the first ``keep_preds`` predictions, for figures)."""
     module = getattr(generator, "_orig_mod", generator)
@@ -180,7 +183,7 @@ def evaluate_generator(
     scores, preds = [], []
     try:
         for i, day in enumerate(valset.days):
-            pred = predict_gauss(module, day.x, device)
+            pred = predict_gauss(module, day.x, device, scaling)
             scores.append(score_day(pred, day))
             if i < keep_preds:
                 preds.append(pred)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from service.science import preprocess
+from service.science.output_scaling import DEFAULT as LINEAR_200
+from service.science.output_scaling import OutputScaling
 
 OPSET = 18
 METADATA_PREFIX = "synmag."
@@ -91,6 +93,12 @@ def build_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
     }
     for key, value in metadata.items():
         props[key.removeprefix(METADATA_PREFIX)] = value
+    if "output_scaling" in props:  # a scaling object or its dict; gauss_scale is then its max_g
+        scaling = props["output_scaling"]
+        scaling = scaling if isinstance(scaling, OutputScaling) else OutputScaling.from_dict(
+            json.loads(scaling) if isinstance(scaling, str) else scaling)
+        props["output_scaling"] = scaling.to_json()
+        props["gauss_scale"] = repr(float(scaling.max_g))
     if props["git_commit"] is None:
         props["git_commit"] = git_commit()
     out = {}
@@ -225,6 +233,7 @@ def parity(
     onnx_path: str | Path,
     frames: np.ndarray,
     tolerance_g: float = PARITY_TOLERANCE_G,
+    scaling: OutputScaling = LINEAR_200,
 ) -> dict[str, float]:
     """Run the same frames through torch (eval, float32, CPU) and ONNX Runtime.
 
@@ -234,6 +243,8 @@ def parity(
         H-alpha in model units, shape (N, H, W) or (N, 1, H, W) (real val frames).
     tolerance_g
         Largest allowed difference in Gauss.
+    scaling
+        The model's output scaling (how its output becomes Gauss).
 
     Returns
     -------
@@ -258,7 +269,7 @@ def parity(
         for i in range(len(x)):
             ref = model(torch.from_numpy(x[i : i + 1])).numpy()
             got = session.run(["bz"], {"halpha": x[i : i + 1]})[0]
-            diff = np.abs(preprocess.model_to_gauss(got) - preprocess.model_to_gauss(ref))
+            diff = np.abs(scaling.to_gauss(got) - scaling.to_gauss(ref))
             worst = max(worst, float(diff.max()))
             total += float(diff.mean())
     result = {

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from training.config import TrainConfig
-from training.data import split_days, training_days_metadata
+from training.data import data_roots, split_days, training_days_metadata
 from training.evaluate import (
     ValSet,
     evaluate_generator,
@@ -82,7 +82,8 @@ def retrain(
         t_eval = time.perf_counter()
         generator, _, _ = generator_from_checkpoint(path)
         generator.to(device)
-        scores, preds = evaluate_generator(generator, valset, device, keep_preds=N_EXAMPLE_DAYS)
+        scores, preds = evaluate_generator(generator, valset, device, keep_preds=N_EXAMPLE_DAYS,
+                                           scaling=cfg.scaling)
         summary = summarise(valset, scores)
         sel = selection_score(summary)
         log(f"val @ epoch {epoch} (step {step}): {short(summary)} | selection {sel:.3f} "
@@ -111,12 +112,13 @@ def retrain(
         {
             "config": {**cfg.to_dict(), "selected_epoch": best["epoch"], "selected_step": best["step"]},
             **train_meta,  # its training data's hash, and the solar cycle whose polarity it learned
+            "output_scaling": cfg.scaling,  # how its output becomes Gauss (gauss_scale follows)
             "git_commit": commit,
             "version": version,
         },
     )
     frames = np.stack([d.x for d in valset.days[:N_PARITY_FRAMES]])
-    parity_result = parity(generator, onnx_path, frames)
+    parity_result = parity(generator, onnx_path, frames, scaling=cfg.scaling)
     log(f"export {onnx_path.name}: parity max |torch - onnx| {parity_result['max_abs_diff_g']:.2e} G "
         f"on {parity_result['frames']} val frames")
 
@@ -126,7 +128,7 @@ def retrain(
         "config_name": cfg.name,
         "seed": cfg.seed,
         "order": cfg.order,
-        "data_dir": str(Path(cfg.data_dir).resolve()),
+        "data_dir": ",".join(str(p.resolve()) for p in data_roots(cfg.data_dir)),
         "train_days": {"n": len(splits["train"]), "first": splits["train"][0].time,
                        "last": splits["train"][-1].time},
         "val_days": {"n": len(valset.days), "of": valset.n_available, "subset": valset.subset},

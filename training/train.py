@@ -263,7 +263,7 @@ def train(
     days = split_days(cfg.data_dir)["train"]
     if cfg.train_days:
         days = days[: cfg.train_days]
-    data = DeviceDays(days, device, threads=max(1, torch.get_num_threads()))
+    data = DeviceDays(days, device, threads=max(1, torch.get_num_threads()), scaling=cfg.scaling)
     n_days = len(data)
     spe = steps_per_epoch(n_days, cfg.batch_size)
     total_steps = cfg.epochs * spe

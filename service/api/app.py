@@ -79,7 +79,7 @@ def create_app(
     app.state.sessions = session_factory(app.state.engine)
     app.state.store = store if store is not None else open_store(settings)
     app.state.pipeline_metrics = pipeline_metrics
-    app.state.latest = LatestCache(app.state.sessions, links_base(settings))
+    app.state.latest = LatestCache(app.state.sessions, links_base(settings), store=app.state.store)
     if state is not None:
         state.subscribe(app.state.latest.changed)
 

@@ -34,7 +34,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import products
+from service.api.layers import layers_of
 from service.db import Product
+from service.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +74,18 @@ class LatestCache:
         How old an answer may be before a request triggers its revalidation.
     max_keys : int
         Answers kept (one per ``?model=`` value, ``None`` = all models).
+    store : ObjectStore, optional
+        The product store, to link the uncertainty layers a product's FITS holds
+        (:func:`service.api.layers.layers_of`); None: only the field layer is linked.
     """
 
     def __init__(
         self, sessions: sessionmaker[Session], base: str, *, max_age_s: float = 1.0,
-        max_keys: int = 32, clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 32, clock: Callable[[], float] = time.monotonic, store: ObjectStore | None = None,
     ) -> None:
         self.sessions = sessions
         self.base = base
+        self.store = store
         self.max_age_s = max_age_s
         self.max_keys = max_keys
         self.clock = clock
@@ -158,6 +164,7 @@ class LatestCache:
             body = json.dumps({"detail": NO_PRODUCT}).encode()
             return Answer(404, body, None, None, max_id, None)
         full = products.get_product(session, product.id)
-        body = products.detail(session, full, self.base).model_dump_json().encode()
+        names = layers_of(self.store, full.fits_uri, full.fits_sha256) if self.store is not None else ()
+        body = products.detail(session, full, self.base, names).model_dump_json().encode()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         return Answer(200, body, etag, product.id, max_id, full.verification)

@@ -7,18 +7,70 @@ never skips or repeats a product even while new ones arrive.
 Links in the JSON are built on ``base``: ``SYNMAG_PUBLIC_URL`` when set, else
 empty (links relative to the API root, e.g. ``/v1/magnetograms/7.fits``); never
 from the request, whose ``Host`` header the client controls.
+
+:func:`product_record` is the one JSON form of a product row: ``synmag products --json``
+prints it and the API's product JSON is built from it, so the two cannot disagree.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from service.api.params import Order, decode_cursor, encode_cursor
-from service.api.schemas import Magnetogram, MagnetogramSummary, Provenance
-from service.db import InputFrame, ModelVersion, Product
+from service.api.schemas import Layers, Magnetogram, MagnetogramSummary, PriorInfo, Provenance
+from service.db import ModelVersion, Product
+
+
+def iso(t: datetime | None) -> str | None:
+    """ISO 8601 UTC with a ``Z``."""
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t else None
+
+
+def product_record(product: Product) -> dict[str, Any]:
+    """A product row (its input frame loaded) as JSON-ready data, the CLI's and the API's.
+
+    Keys: ``id``, ``obs_time``, ``obs_minute``, ``source``, ``site``, ``input_file``,
+    ``input_url``, ``input_sha256``, ``input_obs_time``, ``model_version``, ``model_kind``
+    (``halpha``/``nowcast``; null before migration 0004), ``preprocess_version``,
+    ``polarity_sign``, ``prior`` (``{obs_time, age_h, source, sha256}`` or null),
+    ``prior_note`` (why there was no prior), ``prior_line`` (one line for people:
+    ``service.inference.process.prior_line``), ``fits_uri``, ``png_uri``, ``fits_sha256``,
+    ``png_sha256``, ``created_at``. Times are ISO 8601 UTC with a ``Z``.
+    """
+    from service.inference.process import prior_line
+
+    frame = product.input_frame
+    prior = None
+    if product.prior_obs is not None:
+        prior = {"obs_time": iso(product.prior_obs), "age_h": product.prior_age_h,
+                 "source": product.prior_source, "sha256": product.prior_sha256}
+    return {
+        "id": product.id,
+        "obs_time": iso(product.obs_time),
+        "obs_minute": iso(product.obs_minute),
+        "source": product.source,
+        "site": product.site,
+        "input_file": frame.filename if frame else None,
+        "input_url": frame.url if frame else None,
+        "input_sha256": frame.sha256 if frame else None,
+        "input_obs_time": iso(frame.obs_time) if frame else None,
+        "model_version": product.model_version,
+        "model_kind": product.model_kind,
+        "preprocess_version": product.preprocess_version,
+        "polarity_sign": product.polarity_sign,
+        "prior": prior,
+        "prior_note": product.prior_note,
+        "prior_line": prior_line({"prior_obs": prior and prior["obs_time"], "prior_age_h": product.prior_age_h}),
+        "fits_uri": product.fits_uri,
+        "png_uri": product.png_uri,
+        "fits_sha256": product.fits_sha256,
+        "png_sha256": product.png_sha256,
+        "created_at": iso(product.created_at),
+    }
 
 
 def list_products(
@@ -104,13 +156,18 @@ def has_input_frame(product: Product) -> bool:
     return frame is not None and bool(frame.raw_uri)
 
 
-def summary(product: Product, base: str) -> MagnetogramSummary:
+def summary(product: Product, base: str, record: dict[str, Any] | None = None) -> MagnetogramSummary:
+    record = record or product_record(product)
     root = f"{base}/v1/magnetograms/{product.id}"
     return MagnetogramSummary(
         id=product.id,
         obs_time=product.obs_time,
         site=product.site,
         model_version=product.model_version,
+        model_kind=record["model_kind"],
+        prior=PriorInfo(**record["prior"]) if record["prior"] else None,
+        prior_note=record["prior_note"],
+        prior_line=record["prior_line"],
         created=product.created_at,
         fits_url=f"{root}.fits",
         png_url=f"{root}.png" if product.png_uri else None,
@@ -121,25 +178,26 @@ def summary(product: Product, base: str) -> MagnetogramSummary:
     )
 
 
-def detail(session: Session, product: Product, base: str) -> Magnetogram:
-    frame: InputFrame | None = product.input_frame
+def detail(session: Session, product: Product, base: str, layer_names: tuple[str, ...] = ()) -> Magnetogram:
+    """The product's full JSON; ``layer_names``: the uncertainty layers its FITS holds
+    (:func:`service.api.layers.layers_of`), linked under ``layers``."""
+    record = product_record(product)
     model = session.get(ModelVersion, product.model_version)
     before, after = neighbours(session, product)
     provenance = Provenance(
-        input_file=frame.filename if frame else None,
-        input_url=frame.url if frame else None,
-        input_sha256=frame.sha256 if frame else None,
-        input_obs_time=frame.obs_time if frame else None,
-        site=product.site,
-        model_version=product.model_version,
+        **{k: record[k] for k in ("input_file", "input_url", "input_sha256", "input_obs_time", "site",
+                                  "model_version", "model_kind", "preprocess_version", "polarity_sign",
+                                  "prior", "prior_note", "prior_line")},
         model_sha256=model.sha256 if model else None,
-        preprocess_version=product.preprocess_version,
-        polarity_sign=product.polarity_sign,
         created=product.created_at,
     )
+    root = f"{base}/v1/magnetograms/{product.id}/layers"
+    layers = Layers(field=f"{root}/field.png",
+                    **{name: f"{root}/{name}.png" for name in layer_names})
     return Magnetogram(
-        **summary(product, base).model_dump(),
+        **summary(product, base, record).model_dump(),
         provenance=provenance,
+        layers=layers,
         quality=product.quality,
         verification=product.verification,
         timings=product.timings,

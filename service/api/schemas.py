@@ -8,8 +8,22 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class PriorInfo(BaseModel):
+    """The real magnetogram a nowcast assimilated (FITS ``PRIOROBS``, ``PRIORAGE``, ``PRIORSRC``, ``PRIORSHA``)."""
+
+    obs_time: datetime = Field(description="Observation time of the prior magnetogram (UTC)")
+    age_h: float | None = Field(None, description="Its age at the frame's time, hours")
+    source: str | None = Field(None, description="Series (hmi.M_720s_nrt) or file it came from")
+    sha256: str | None = Field(None, description="sha256 of the prior's file")
+
+
+KIND = "halpha (H-alpha only) or nowcast (H-alpha and a prior magnetogram); null: made before model kinds"
+PRIOR_NOTE = "Why there was no prior (the product is H-alpha only); null for a nowcast"
+PRIOR_LINE = 'One line for people: "prior: HMI 23:48 UT, 3.2 h old" or "no prior: H-alpha only"'
+
+
 class Provenance(BaseModel):
-    """Where a product came from: input frame, model, preprocessing."""
+    """Where a product came from: input frame, model, preprocessing, prior."""
 
     input_file: str | None = Field(None, description="GONG file name of the input frame")
     input_url: str | None = Field(None, description="Where the input frame was downloaded from")
@@ -23,7 +37,26 @@ class Provenance(BaseModel):
         None, description="The model's output was multiplied by this: -1 on a frame of the other "
         "solar cycle parity than the model learned (Hale's law reversed); null: not recorded"
     )
+    model_kind: str | None = Field(None, description=KIND)
+    prior: PriorInfo | None = None
+    prior_note: str | None = Field(None, description=PRIOR_NOTE)
+    prior_line: str = Field("no prior: H-alpha only", description=PRIOR_LINE)
     created: datetime = Field(description="When the product was committed (UTC)")
+
+
+class Layers(BaseModel):
+    """The product's layers as PNG images on its 1024x1024 grid, solar north at the top.
+
+    ``field``: the magnetogram in the quick-look's colours (RdBu_r, +-200 G), transparent off
+    the disk. ``sigma`` (grey level = SIGMA in Gauss, saturating at 255 G) and ``confidence``
+    (grey level / 255 = CONFIDENCE, the probability that the sign is right where
+    |B| > 20 G), both transparent off the disk: only when the product has them (a model with
+    a calibration). Exact values: the FITS product's ``SIGMA`` and ``CONFIDENCE`` HDUs.
+    """
+
+    field: str
+    sigma: str | None = None
+    confidence: str | None = None
 
 
 class MagnetogramSummary(BaseModel):
@@ -33,6 +66,10 @@ class MagnetogramSummary(BaseModel):
     obs_time: datetime = Field(description="Observation time of the H-alpha input (UTC)")
     site: str
     model_version: str
+    model_kind: str | None = Field(None, description=KIND)
+    prior: PriorInfo | None = Field(None, description="The prior magnetogram of a nowcast")
+    prior_note: str | None = Field(None, description=PRIOR_NOTE)
+    prior_line: str = Field("no prior: H-alpha only", description=PRIOR_LINE)
     created: datetime
     fits_url: str = Field(description="FITS product (Gauss, helioprojective WCS)")
     png_url: str | None = Field(None, description="Quick-look PNG with a colorbar in Gauss")
@@ -46,6 +83,7 @@ class Magnetogram(MagnetogramSummary):
     """A product with its provenance, quality flags and verification scores."""
 
     provenance: Provenance
+    layers: Layers | None = Field(None, description="Links to the field, SIGMA and CONFIDENCE layers as PNG")
     quality: dict[str, Any] | None = Field(None, description="Quality-gate verdict of the input")
     verification: dict[str, Any] | None = Field(None, description="Scores against HMI")
     timings: dict[str, Any] | None = Field(None, description="Seconds per pipeline stage")

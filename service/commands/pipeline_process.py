@@ -281,8 +281,8 @@ def _run(conn: Any, settings: Any, report: _Reports, stop: threading.Event) -> i
     except FatalError as exc:  # e.g. SYNMAG_REQUIRE_GPU and no GPU provider
         report(("fatal", str(exc)))
         return 1
-    if pipeline.bundled is not None:
-        log.info("registered the bundled model %s as production", pipeline.bundled.version)
+    for mv in pipeline.bundled:
+        log.info("registered the bundled %s model %s as production", mv.kind, mv.version)
     ctx, runtime = pipeline.ctx, pipeline.runtime
     current = runtime.current
     report(("model", current.version, current.providers) if current else ("model", None, []))

@@ -1,11 +1,14 @@
-"""``synmag products``: stored products with their provenance, newest last."""
+"""``synmag products``: stored products with their provenance, newest last.
+
+``--json`` prints :func:`service.api.products.product_record` of each: the same fields
+the feed API's product JSON is built from.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from service.errors import UsageError
 
@@ -19,42 +22,17 @@ def parse_time(text: str, option: str = "--since") -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def iso(t: datetime | None) -> str | None:
-    """ISO 8601 UTC with a ``Z``."""
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t else None
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="T", help="only products observed at or after T (ISO 8601, UTC)")
     parser.add_argument("--json", action="store_true", help="print a JSON list")
     parser.add_argument("--limit", type=int, default=None, help="only the newest N")
 
 
-def product_to_dict(product: Any) -> dict[str, Any]:
-    """A product row (with its input frame loaded) as JSON-ready data."""
-    frame = product.input_frame
-    return {
-        "id": product.id,
-        "obs_time": iso(product.obs_time),
-        "obs_minute": iso(product.obs_minute),
-        "site": product.site,
-        "input_file": frame.filename if frame else None,
-        "input_url": frame.url if frame else None,
-        "input_sha256": frame.sha256 if frame else None,
-        "model_version": product.model_version,
-        "preprocess_version": product.preprocess_version,
-        "fits_uri": product.fits_uri,
-        "png_uri": product.png_uri,
-        "fits_sha256": product.fits_sha256,
-        "png_sha256": product.png_sha256,
-        "created_at": iso(product.created_at),
-    }
-
-
 def main(args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import joinedload
 
+    from service.api.products import product_record
     from service.db.engine import make_engine, session_scope
     from service.db.migrate import upgrade
     from service.db.models import Product
@@ -74,13 +52,13 @@ def main(args: argparse.Namespace) -> int:
         if args.limit:
             query = query.limit(args.limit)
         with session_scope(engine) as s:
-            rows = [product_to_dict(p) for p in reversed(s.scalars(query).all())]
+            rows = [product_record(p) for p in reversed(s.scalars(query).all())]
     finally:
         engine.dispose()
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         for r in rows:
-            print(f"{r['obs_time']}  {r['site']}  {r['model_version']}  {r['fits_uri']}")
+            print(f"{r['obs_time']}  {r['site']}  {r['model_version']}  {r['prior_line']}  {r['fits_uri']}")
         print(f"{len(rows)} product(s)")
     return 0

@@ -2,7 +2,9 @@
 
 Serves a folder of GONG ``.fits.fz`` frames, or a dataset split of
 ``*_halpha.webp`` images, in the NSO layout, re-stamped to the current minute
-(see :mod:`service.devtools.replay`). Point ``SYNMAG_GONG_BASE_URL`` at the
+(see :mod:`service.devtools.replay`); with ``--dated``, each frame at its own date
+moved by ``--shift-years`` (for the dataset builder: pair it with ``synmag
+jsoc-standin --shift-years`` of the same N). Point ``SYNMAG_GONG_BASE_URL`` at the
 printed URL.
 """
 
@@ -34,6 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="site letters each dataset image is published as (default BL)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="publish at most N minutes, then nothing new (default: no limit)")
+    parser.add_argument("--dated", action="store_true",
+                        help="no replay clock: every frame at its own date (+ --shift-years), all listed at once")
+    parser.add_argument("--shift-years", type=int, default=0, metavar="N",
+                        help="with --dated: move every date by N whole years, keeping the day of year "
+                             "(11: 2014 -> 2025, cycle 25; the truth then takes cycle 25's polarity)")
     parser.add_argument("--fail-every", type=int, default=0, metavar="N", help="HTTP 500 on every Nth download")
     parser.add_argument("--truncate-every", type=int, default=0, metavar="M",
                         help="drop the connection halfway through every Mth download")
@@ -47,15 +54,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: Any) -> int:
-    from service.devtools.replay import Faults, ReplayArchive, make_server
+    from service.devtools.replay import DatedArchive, Faults, ReplayArchive, make_server
 
     for name in ("fail_every", "truncate_every", "stall_every", "short_file_every", "backlog", "rewind"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     if args.cadence <= 0:
         raise UsageError("--cadence must be > 0")
+    if args.shift_years and not args.dated:
+        raise UsageError("--shift-years needs --dated")
+    faults = Faults(
+        fail_every=args.fail_every, truncate_every=args.truncate_every,
+        stall_every=args.stall_every, stall_s=args.stall_s,
+        short_file_every=args.short_file_every, delay_s=args.delay,
+    )
     try:
-        archive = ReplayArchive(
+        archive = DatedArchive(args.source, shift_years=args.shift_years, publish_delay_s=args.publish_delay,
+                               faults=faults, sites=args.sites) if args.dated else ReplayArchive(
             args.source,
             cadence_s=args.cadence,
             publish_delay_s=args.publish_delay,
@@ -63,11 +78,7 @@ def main(args: Any) -> int:
             backlog=args.backlog,
             sites=args.sites,
             limit=args.limit,
-            faults=Faults(
-                fail_every=args.fail_every, truncate_every=args.truncate_every,
-                stall_every=args.stall_every, stall_s=args.stall_s,
-                short_file_every=args.short_file_every, delay_s=args.delay,
-            ),
+            faults=faults,
         )
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from exc

@@ -67,8 +67,8 @@ def _once(settings: Any) -> int:
     from service.pipeline.wiring import open_pipeline
 
     pipeline = open_pipeline(settings)  # FatalError (exit 1) when a GPU is required and did not start
-    if pipeline.bundled is not None:
-        log.info("registered the bundled model %s as production", pipeline.bundled.version)
+    for mv in pipeline.bundled:
+        log.info("registered the bundled %s model %s as production", mv.kind, mv.version)
     fatal: list[BaseException] = []
     from service.sources.registry import open_magnetogram_source
 

@@ -2,8 +2,10 @@
 
 What the service's verification does, for operators: each product is scored against
 the real magnetogram of its minute, with the zero map and one-day persistence (the
-newest magnetogram at least 24 h older, rotated differentially to the product's time)
-beside it, and printed as the metric table says (``service.science.metric_table``).
+newest magnetogram at least 24 h older, rotated differentially to the product's time;
+for a nowcast, the persistence of its own prior, ``PRIOROBS``) beside it, and printed as
+the metric table says (``service.science.metric_table``); a product with ``SIGMA`` and
+``CONFIDENCE`` layers gets a line of calibration figures.
 The truth source is ``--truth`` (default ``SYNMAG_TRUTH_SOURCE``, else ``jsoc``) with
 its location from ``--jsoc-url`` / ``--truth-dir`` / ``--truth-url`` or the settings.
 A product without truth gets one line with the reason; the exit status is 1 when any
@@ -45,18 +47,19 @@ def _source(args: argparse.Namespace) -> Any:
     return open_magnetogram_source(settings, name)
 
 
-def read_product_file(path: Path) -> tuple[Any, Any, Any, datetime, str | None]:
-    """(Gauss, header, disk geometry, observation time, input file name) of a product file."""
-    from service.verification.verify import read_product
+def read_product_file(path: Path) -> tuple[Any, datetime, Any]:
+    """(``ProductMap``, observation time, ``PriorRef`` or None) of a product file."""
+    from service.verification.verify import PriorRef, read_product_map
 
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        gauss, header, geometry = read_product(path.read_bytes())
-        obs_time = datetime.fromisoformat(str(header["DATE-OBS"])).replace(tzinfo=UTC)
+        m = read_product_map(path.read_bytes())
+        obs_time = datetime.fromisoformat(str(m.header["DATE-OBS"])).replace(tzinfo=UTC)
+        prior = PriorRef.of_header(m.header)
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise UsageError(f"{path}: not a synmag product ({type(exc).__name__}: {exc})") from exc
-    return gauss, header, geometry, obs_time, header.get("INFILE")
+    return m, obs_time, prior
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -80,7 +83,17 @@ def describe(doc: dict[str, Any]) -> str:
     ps = doc["persistence_source"]
     if "missing" in ps:
         return line + f"; persistence: none ({ps['missing']})"
-    return line + f"; persistence {ps['origin']} {ps['obs_time']} ({ps['age_h']:.1f} h older)"
+    of = "of its prior " if ps.get("of") == "prior" else ""
+    return line + f"; persistence {of}{ps['origin']} {ps['obs_time']} ({ps['age_h']:.1f} h older)"
+
+
+def calibration_line(cal: dict[str, Any]) -> str:
+    """The calibration figures of the SIGMA/CONFIDENCE layers, one line."""
+    def f(key: str) -> str:
+        return "n/a" if cal.get(key) is None else f"{cal[key]:.3f}"
+
+    return (f"calibration (|B| > {cal['strong_g']:g} G, {cal['n']} px): ECE {f('ece')}, AUROC {f('auroc')}, "
+            f"within +-1 sigma {f('coverage')}, sigma decile MAE ratio {f('decile_ratio')}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -92,8 +105,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         for path in args.products:
             try:
-                gauss, _, geometry, obs_time, input_file = read_product_file(path)
-                doc = assess(gauss, geometry, obs_time, input_file, source)
+                m, obs_time, prior = read_product_file(path)
+                doc = assess(m.gauss, m.geometry, obs_time, m.header.get("INFILE"), source, prior=prior,
+                             sigma=m.sigma, confidence=m.confidence)
             except (UsageError, RetryableError, FatalError) as exc:
                 doc = {"status": "failed", "reason": str(exc)}
             doc = {"product": str(path), **doc}
@@ -106,6 +120,8 @@ def main(args: argparse.Namespace) -> int:
                 continue
             print(f"{path}: {obs_time.isoformat()}; {describe(doc)}")
             print(table(doc))
+            if doc.get("calibration"):
+                print(calibration_line(doc["calibration"]))
     finally:
         source.close()
     if args.json:

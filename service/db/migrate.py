@@ -77,9 +77,23 @@ def upgrade(settings: Settings | str, engine: Engine | None = None, revision: st
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         else:
-            with _sqlite_file_lock(url), engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+            with _sqlite_file_lock(url), engine.connect() as conn:
+                # Batch mode recreates a table to alter it; with foreign keys on, dropping a
+                # table other rows refer to (model_versions, input_frames) fails. Off for the
+                # migration (outside its transaction, where SQLite honours the pragma), and
+                # the references checked before it commits.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+                try:
+                    with conn.begin():
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, revision)
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise RuntimeError(f"migration to {revision} broke foreign keys: {broken[:5]}")
+                finally:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
     finally:
         if own:
             engine.dispose()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from service.db.types import JSONDoc, UTCDateTime, utcnow
-from service.vocabulary import MinuteStatus, ModelStatus, RunOutcome, check_in
+from service.vocabulary import MinuteStatus, ModelKind, ModelStatus, RunOutcome, check_in
 
 # Named constraints, so migrations can refer to them on every backend.
 NAMING = {
@@ -99,9 +100,12 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (
         CheckConstraint(check_in("status", ModelStatus), name="status"),
+        CheckConstraint(check_in("kind", ModelKind), name="kind"),
     )
 
     version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # What the model takes (service.vocabulary.ModelKind); one production version per kind.
+    kind: Mapped[str] = mapped_column(String(16), default=ModelKind.HALPHA, server_default="halpha", index=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     onnx_uri: Mapped[str] = mapped_column(Text)
     report_uri: Mapped[str | None] = mapped_column(Text)
@@ -138,7 +142,7 @@ class Product(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     input_frame_id: Mapped[int] = mapped_column(ForeignKey("input_frames.id"))
-    obs_time: Mapped[datetime]
+    obs_time: Mapped[datetime] = mapped_column(index=True)
     obs_minute: Mapped[datetime] = mapped_column(index=True)
     source: Mapped[str] = mapped_column(String(SOURCE_LEN))
     site: Mapped[str] = mapped_column(String(SITE_LEN))
@@ -147,6 +151,14 @@ class Product(Base):
     # The model output x this is the product (service.science.cycles): -1 on frames of the
     # other Hale parity than the model learned; NULL: made before the rule, never negated.
     polarity_sign: Mapped[int | None] = mapped_column(SmallInteger)
+    # Which kind of model served the minute and, for a nowcast, from what prior; for an
+    # H-alpha-only product ``prior_note`` says why there was no prior. NULL: before 0004.
+    model_kind: Mapped[str | None] = mapped_column(String(16))
+    prior_obs: Mapped[datetime | None]
+    prior_age_h: Mapped[float | None] = mapped_column(Float)
+    prior_source: Mapped[str | None] = mapped_column(Text)
+    prior_sha256: Mapped[str | None] = mapped_column(String(64))
+    prior_note: Mapped[str | None] = mapped_column(Text)
     fits_uri: Mapped[str] = mapped_column(Text)
     png_uri: Mapped[str | None] = mapped_column(Text)
     fits_sha256: Mapped[str] = mapped_column(String(64))

@@ -22,8 +22,11 @@ SQL filters (``[? QUALITY=0 ?]``) are refused as unsupported.
 
 Records. Each dataset day is one record of each series, at the 720 s slot nearest its
 stem time (``T_OBS`` at the slot), optionally moved by whole years keeping the day of
-year (``shift_years``: e.g. 11 moves 2014 into cycle 25; the field keeps its real
-polarity). Level-1 images are ``naxis`` square (4096 by default, as JSOC; a smaller one
+year (``shift_years``: e.g. 11 moves 2014 into cycle 25), and then served in the polarity
+of the date it is stamped with, as the replay archive's truth is: negated when the stamped
+date's solar cycle has the other Hale parity from the data's own date
+(:func:`service.science.cycles.polarity_sign`), so a cycle-24 day moved into cycle 25 looks
+like a cycle-25 Sun. Level-1 images are ``naxis`` square (4096 by default, as JSOC; a smaller one
 keeps the sky with a coarser ``CDELT``, for fast tests), made on first download and kept.
 Tests change records (:meth:`JsocStandin.set_quality`, :meth:`JsocStandin.drop`) and
 inject failures (:attr:`JsocStandin.fail_next`: that many requests answer HTTP 500);
@@ -45,6 +48,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 from service.devtools.hmi_writer import (
     T_REC_STEP,
     jsoc_tai,
@@ -56,6 +61,7 @@ from service.devtools.hmi_writer import (
     tai_naive,
     utc_aware,
 )
+from service.science.cycles import cycle_of, polarity_sign
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +99,8 @@ class Record:
     recnum: int
     source: Path  # the dataset's *_hmi.webp
     quality: int = 0
+    sign: int = 1  # -1 when the stamped date is of the other Hale parity than the data's
+
 
     @property
     def segment_path(self) -> str:
@@ -154,10 +162,12 @@ class JsocStandin:
         recnum = 0
         for path in files:
             stem = datetime.strptime(path.name[:19], "%Y-%m-%dT%H_%M_%S").replace(tzinfo=UTC)
-            slot = t_rec_slot(shift_by_years(stem, shift_years))
+            stamped = shift_by_years(stem, shift_years)
+            sign = polarity_sign(stamped, cycle_of(stem))
+            slot = t_rec_slot(stamped)
             for s in series:
                 recnum += 1
-                self.records[s].append(Record(s, slot, recnum, path))
+                self.records[s].append(Record(s, slot, recnum, path, sign=sign))
         self.fail_next = 0
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -286,7 +296,7 @@ class JsocStandin:
         from service.science.dataset import read_hmi_gauss
         from service.science.preprocess import model_disk_mask
 
-        gauss = read_hmi_gauss(record.source)
+        gauss = read_hmi_gauss(record.source) * np.float32(record.sign)
         gauss[~model_disk_mask()] = float("nan")  # the dataset's off-disk code reads as -200 G
         geom = level1_geometry(utc_aware(record.t_rec), self.naxis, seed=_seed(record.t_rec))
         data = raw_segment_bytes(level1_image(gauss, geom))

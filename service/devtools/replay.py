@@ -28,6 +28,14 @@ Clock
     ``.fits.fz`` folders the sites present (one queue per site letter), for
     dataset folders the same image as each of ``sites`` (seconds apart).
 
+Dated mode (:class:`DatedArchive`, ``synmag replay --dated [--shift-years N]``)
+    No replay clock: every source frame is published at its own observation time (a
+    dataset stem's, or a ``.fits.fz`` name's) moved by ``N`` whole years keeping the day of
+    year, as ``synmag jsoc-standin --shift-years N`` moves the HMI days, so that an
+    archive client asking for a past date (the dataset builder) finds the frame of
+    that date and JSOC the magnetogram of the same minute. Truth and priors follow the
+    stamped date's polarity as in replay mode.
+
 Faults (counted over frame downloads, not listings)
     ``fail_every`` N: HTTP 500; ``truncate_every`` M: the connection drops
     halfway through the body (``Content-Length`` promises the whole file);
@@ -349,6 +357,65 @@ class ReplayArchive:
             "  <table>\n   " + "\n   ".join(rows) + "\n</table>\n"
             "<address>Apache/2.4.37 (replay) Server at localhost</address>\n</body></html>\n"
         )
+
+
+class DatedArchive(ReplayArchive):
+    """Every source frame published at its own date moved by ``shift_years`` (see the module
+    docstring's "Dated mode"), each site ``_SITE_SECOND_STEP`` s after the previous.
+
+    A frame is listed once its stamped time plus ``publish_delay_s`` has passed (a date
+    moved into the future is not there yet). Faults and the truth work as in replay mode.
+    """
+
+    def __init__(self, source: Path, *, shift_years: int = 0, publish_delay_s: float = 30.0,
+                 faults: Faults | None = None, sites: str = "BL",
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        from service.devtools.jsoc_standin import shift_by_years
+
+        super().__init__(source, publish_delay_s=publish_delay_s, faults=faults, sites=sites, now=now)
+        self.shift_years = int(shift_years)
+        frames: list[Published] = []
+        for j, (letter, queue) in enumerate(self.queues.items()):
+            for item in queue:
+                own = _item_time(item)
+                if own is None:
+                    continue
+                obs_time = shift_by_years(own, self.shift_years) + timedelta(seconds=_SITE_SECOND_STEP * j)
+                name = frame_name(obs_time, site_by_letter(letter))  # type: ignore[arg-type]
+                frames.append(Published(name, obs_time, letter, item, len(frames)))
+        if not frames:
+            raise FileNotFoundError(f"no dated frames in {source}")
+        self.frames = sorted(frames, key=lambda f: (f.obs_time, f.site_letter))
+        self._by_name = {f.name: f for f in self.frames}
+
+    def published(self) -> list[Published]:
+        cutoff = self._now() - timedelta(seconds=self.publish_delay_s)
+        return [f for f in self.frames if f.obs_time <= cutoff]
+
+    def published_count(self) -> int:
+        return len(self.published())
+
+    def find(self, name: str) -> Published | None:
+        frame = self._by_name.get(name)
+        if frame is None or frame.obs_time > self._now() - timedelta(seconds=self.publish_delay_s):
+            return None
+        return frame
+
+    def prior_for(self, t: datetime, min_age: timedelta, max_age: timedelta) -> tuple[Path, datetime] | None:
+        """The newest dataset HMI whose stamped time lies in ``[t - max_age, t - min_age]``."""
+        found = None
+        for frame in self.published():
+            if frame.item.truth is not None and t - max_age <= frame.obs_time <= t - min_age:
+                found = (frame.item.truth, frame.obs_time)
+        return found
+
+
+def _item_time(item: SourceItem) -> datetime | None:
+    """A source frame's own observation time: the dataset stem's, or the GONG file name's."""
+    if item.kind == "webp":
+        return _dataset_time(item.path)
+    parsed = parse_name(item.path.name)
+    return parsed[0] if parsed is not None else None
 
 
 def _dataset_time(path: Path) -> datetime | None:

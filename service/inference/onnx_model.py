@@ -1,10 +1,17 @@
 """The generator as an ONNX Runtime session, loaded once and checked against the contract.
 
-Contract (docs/ARCHITECTURE.md, "ONNX model contract"): input ``halpha`` float32
-(N, 1, H, W) in model units, output ``bz`` float32 (N, 1, H, W) in model units, and
-string metadata props ``synmag.*``. A model built for another preprocessing version
-(``synmag.preprocess_version``) is refused: its inputs would be scaled differently
-from what it learned, and its outputs silently wrong.
+Contract (docs/ARCHITECTURE.md, "ONNX model contract"): string metadata props
+``synmag.*`` and, by ``synmag.kind`` (absent: ``halpha``, the files of before the nowcast):
+
+- ``halpha``: input ``halpha`` float32 (N, 1, H, W) in model units; output ``bz``.
+- ``nowcast``: inputs ``halpha``, ``prior`` (model units, 0 where unseen), ``prior_seen``
+  (0/1) and ``prior_age_h`` (N, 1); outputs ``bz`` and ``sigma`` (model units).
+
+A model whose inputs are not those of its kind is refused: the service could not feed
+it. So is a model built for another preprocessing version
+(``synmag.preprocess_version``): its inputs would be scaled differently from what it
+learned, and its outputs silently wrong. ``synmag.calibration`` (optional, JSON) is the
+uncertainty calibration (:mod:`service.science.uncertainty`); a malformed one is refused.
 """
 
 from __future__ import annotations
@@ -21,13 +28,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.errors import ModelIncompatible
-from service.science.preprocess import GAUSS_SCALE, PREPROCESS_VERSION
+from service.science.output_scaling import DEFAULT as LINEAR_200
+from service.science.output_scaling import OutputScaling
+from service.science.preprocess import PREPROCESS_VERSION
+from service.science.uncertainty import Calibration
+from service.vocabulary import ModelKind
 
 if TYPE_CHECKING:
     from service.settings import Settings
 
 INPUT_NAME = "halpha"
 OUTPUT_NAME = "bz"
+SIGMA_NAME = "sigma"
+INPUTS: dict[ModelKind, tuple[str, ...]] = {
+    ModelKind.HALPHA: (INPUT_NAME,),
+    ModelKind.NOWCAST: (INPUT_NAME, "prior", "prior_seen", "prior_age_h"),
+}
 PREFIX = "synmag."
 REQUIRED_METADATA = ("preprocess_version", "units", "gauss_scale")
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -161,6 +177,7 @@ class OnnxGenerator:
                 f"a GPU provider is required but only {', '.join(self.active_providers)} "
                 f"is active (asked for {', '.join(providers)})"
             )
+        self.calibration = self._calibration()
         self.sha256 = file_sha256(self.path)
         self.version = self.metadata.get("version") or f"sha256:{self.sha256[:12]}"
         # Polarity convention (service.science.cycles): None = unknown, output kept as it is.
@@ -193,20 +210,41 @@ class OnnxGenerator:
             )
         if self.metadata["units"] != "model":
             raise ModelIncompatible(f"{name}: synmag.units is {self.metadata['units']!r}, not 'model'")
+        try:  # the output unit (synmag.output_scaling, default linear 200 G): infer decodes it
+            self.output_scaling = OutputScaling.from_metadata(self.metadata)
+        except ValueError as exc:
+            raise ModelIncompatible(f"{name}: {exc}") from None
         try:
-            scale = float(self.metadata["gauss_scale"])
+            self.kind = ModelKind(self.metadata.get("kind", ModelKind.HALPHA))
         except ValueError:
-            scale = float("nan")
-        if scale != GAUSS_SCALE:
-            raise ModelIncompatible(
-                f"{name}: synmag.gauss_scale {self.metadata['gauss_scale']!r} != {GAUSS_SCALE}"
-            )
+            raise ModelIncompatible(f"{name}: unknown synmag.kind {self.metadata['kind']!r}") from None
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+        expected = list(INPUTS[self.kind])
+        if inputs != expected or OUTPUT_NAME not in outputs:
             raise ModelIncompatible(
-                f"{name}: inputs {inputs} / outputs {outputs}, expected [{INPUT_NAME!r}] -> {OUTPUT_NAME!r}"
+                f"{name}: a {self.kind} model with inputs {inputs} / outputs {outputs}; this service "
+                f"feeds {expected} and reads {OUTPUT_NAME!r}"
             )
+        self.has_sigma = SIGMA_NAME in outputs
+        if self.output_scaling != LINEAR_200 and (self.kind != ModelKind.HALPHA or self.has_sigma):
+            # prior inputs and sigma are in linear 200 G units: only bz is decoded per the scaling
+            raise ModelIncompatible(f"{name}: output scaling {self.output_scaling.to_json()} is for H-alpha "
+                                    "models without sigma only")
+
+    def _calibration(self) -> Calibration | None:
+        raw = self.metadata.get("calibration")
+        if not raw:
+            return None
+        try:
+            return Calibration.from_json(raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelIncompatible(f"{self.path.name}: synmag.calibration is malformed: {exc}") from None
+
+    @property
+    def polarity_from_prior(self) -> bool:
+        """A nowcast takes its polarity from the prior: no Hale sign rule applies to its output."""
+        return self.kind == ModelKind.NOWCAST
 
     @property
     def geometry(self) -> dict[str, Any] | None:
@@ -225,14 +263,39 @@ class OnnxGenerator:
         Returns
         -------
         numpy.ndarray
-            float32 (H, W) in model units.
+            float32 (H, W) in the service's model units (Gauss / ``GAUSS_SCALE``, what
+            ``preprocess.postprocess`` decodes), whatever output scaling the model learned.
+        """
+        return self.infer(x)[0]
+
+    def infer(self, x: np.ndarray, prior: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the model on one image (and, for a nowcast, its prior inputs).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            float32 (H, W) in model units; H and W multiples of 256.
+        prior : dict, optional
+            ``service.science.prior.model_inputs(...)``: required by a nowcast, refused
+            by an H-alpha-only model.
+
+        Returns
+        -------
+        bz, sigma : numpy.ndarray
+            float32 (H, W) in model units; ``sigma`` None for a model without that output.
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] % SIZE_MULTIPLE or x.shape[1] % SIZE_MULTIPLE:
             raise ValueError(f"input must be 2-D with sides multiple of {SIZE_MULTIPLE}, got {x.shape}")
-        batch = np.ascontiguousarray(x[None, None])
-        (y,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return np.asarray(y[0, 0], dtype=np.float32)
+        feeds = {INPUT_NAME: np.ascontiguousarray(x[None, None])}
+        if (prior is None) != (self.kind == ModelKind.HALPHA):
+            raise ValueError(f"a {self.kind} model {'takes no' if prior is not None else 'needs a'} prior")
+        if prior is not None:
+            feeds.update({k: prior[k] for k in INPUTS[self.kind][1:]})
+        names = [OUTPUT_NAME] + ([SIGMA_NAME] if self.has_sigma else [])
+        out = self.session.run(names, feeds)
+        sigma = np.asarray(out[1][0, 0], dtype=np.float32) if self.has_sigma else None
+        return self.output_scaling.to_service_units(out[0][0, 0]), sigma
 
     def __repr__(self) -> str:
         return f"OnnxGenerator({self.path.name!r}, version={self.version!r}, providers={self.active_providers})"

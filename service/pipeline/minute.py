@@ -120,7 +120,9 @@ def process_minute(
     """
     minute = minute.astimezone(UTC).replace(second=0, microsecond=0)
     started = ctx.now()
-    model = ctx.runtime.current
+    # The H-alpha-only model (the fallback) names the minute until a product says otherwise.
+    loaded = ctx.runtime.loaded
+    model = ctx.runtime.current or (loaded[0] if loaded else None)
     if model is None:
         result = MinuteOutcome(minute, Outcome.NO_MODEL, detail="no model available")
         _finish(ctx, result, started)
@@ -145,14 +147,15 @@ def process_minute(
 
 
 def _process(minute: datetime, ctx: PipelineContext, model: LoadedModel, frames: list[RemoteFrame] | None) -> MinuteOutcome:
-    existing = existing_product(ctx, minute, model.version)
-    if existing is not None:
-        repaired = repair_objects(ctx, existing, model)
-        return MinuteOutcome(
-            minute, Outcome.REPAIRED if repaired else Outcome.EXISTS, site=existing.site,
-            product_id=existing.id, model_version=model.version,
-            detail="re-put missing objects" if repaired else "",
-        )
+    for loaded in ctx.runtime.loaded:  # a minute is served once, by whichever kind served it
+        existing = existing_product(ctx, minute, loaded.version)
+        if existing is not None:
+            repaired = repair_objects(ctx, existing, loaded)
+            return MinuteOutcome(
+                minute, Outcome.REPAIRED if repaired else Outcome.EXISTS, site=existing.site,
+                product_id=existing.id, model_version=loaded.version,
+                detail="re-put missing objects" if repaired else "",
+            )
     if frames is None:
         frames = list_minute(ctx, minute)
     if not frames:
@@ -182,8 +185,11 @@ def _make(minute: datetime, ctx: PipelineContext, model: LoadedModel, candidates
     raw_uri = put(ctx.store, raw_key(chosen.remote.obs_time, chosen.remote.source, chosen.remote.name),
                   download.data, "application/fits")
     timings[Stage.WRITE] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model, prior, note = ctx.serving_model(chosen.remote.obs_time)
+    timings[Stage.PREPROCESS] = time.perf_counter() - t0  # the prior is the nowcast's preprocessing
     try:
-        product, how = store_product(ctx, minute, chosen, model, timings)
+        product, how = store_product(ctx, minute, chosen, model, timings, prior, note)
     except FrameRejected as exc:  # refused by the forward transform or the model's output
         chosen.reject(exc.reason, exc.detail)
         return _make(minute, ctx, model, candidates)
@@ -193,7 +199,7 @@ def _make(minute: datetime, ctx: PipelineContext, model: LoadedModel, candidates
     product_id = record_frames(ctx, candidates, product=product, chosen=chosen, raw_uri=raw_uri)
     if product_id is None:  # another writer committed this key first
         return exists_outcome(ctx, minute, model.version, chosen.remote)
-    obs.product_committed(chosen.remote.obs_time.timestamp())
+    obs.product_committed(chosen.remote.obs_time.timestamp(), kind=product.model_kind, prior_age_h=product.prior_age_h)
     return MinuteOutcome(
         minute, how, site=chosen.remote.site, filename=chosen.remote.name, product_id=product_id,
         obs_time=chosen.remote.obs_time, model_version=model.version,

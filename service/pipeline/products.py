@@ -12,14 +12,14 @@ from __future__ import annotations
 import io
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from service import observability as obs
 from service.db import InputFrame, Product, session_scope
-from service.errors import FrameRejected
+from service.errors import FatalError, FrameRejected
 from service.pipeline.candidates import Candidate, archived_candidate
 from service.pipeline.context import PipelineContext
 from service.pipeline.runtime import LoadedModel
@@ -40,10 +40,10 @@ def existing_product(ctx: PipelineContext, minute: datetime, version: str) -> Pr
 
 
 def make_product_bytes(
-    candidate: Candidate, model: LoadedModel
-) -> tuple[bytes, bytes, dict[str, float], int]:
+    candidate: Candidate, model: LoadedModel, prior: Any = None, prior_note: str | None = None,
+) -> tuple[bytes, bytes, dict[str, float], dict[str, Any]]:
     """Preprocess, infer, postprocess, render FITS + PNG; returns the stage timings and the
-    polarity sign applied (``service.science.cycles``) too.
+    product's provenance (polarity sign, model kind, prior) too.
 
     The same code as ``synmag process`` (``service.inference.process.product_from_frame``),
     so the feed's products and the command line's are made identically; the candidate's
@@ -59,7 +59,7 @@ def make_product_bytes(
     assert candidate.download is not None and candidate.frame is not None
     verdict = candidate.verdict
     result = product_from_frame(
-        candidate.frame, model.generator, input_file=candidate.remote.name,
+        candidate.frame, model.generator, prior=prior, prior_note=prior_note, input_file=candidate.remote.name,
         input_sha256=candidate.download.sha256,
         quality_score=float(verdict.score) if verdict is not None else float("nan"),
     )
@@ -71,13 +71,15 @@ def make_product_bytes(
         Stage.INFERENCE: t.get(Stage.INFERENCE, 0.0),
         Stage.WRITE: t.get(Stage.POSTPROCESS, 0.0) + t.get(Stage.ENCODE, 0.0),
     }
-    return result.fits_bytes, result.png_bytes, timings, int(result.provenance["polarity_sign"])
+    return result.fits_bytes, result.png_bytes, timings, result.provenance
 
 
 def store_product(
-    ctx: PipelineContext, minute: datetime, candidate: Candidate, model: LoadedModel, timings: dict[str, float]
+    ctx: PipelineContext, minute: datetime, candidate: Candidate, model: LoadedModel, timings: dict[str, float],
+    prior: Any = None, prior_note: str | None = None,
 ) -> tuple[Product, Outcome]:
-    """The objects of ``candidate``'s product by ``model`` in the store, and its row (not yet added).
+    """The objects of ``candidate``'s product by ``model`` (with ``prior`` for a nowcast) in the
+    store, and its row (not yet added).
 
     The FITS and PNG are made and put (conditional puts, never overwriting), or, when an
     interrupted run left them, verified and adopted. Returns the row, without its
@@ -93,7 +95,7 @@ def store_product(
     adopted = _adopt_objects(ctx.store, fits_key, png_key, download.sha256, model)
     timings[Stage.WRITE] = timings.get(Stage.WRITE, 0.0) + time.perf_counter() - t0
     if adopted is None:
-        fits_bytes, png_bytes, stage, sign = make_product_bytes(candidate, model)
+        fits_bytes, png_bytes, stage, provenance = make_product_bytes(candidate, model, prior, prior_note)
         timings[Stage.WRITE] += stage.pop(Stage.WRITE)
         timings.update(stage)
         t0 = time.perf_counter()
@@ -103,7 +105,7 @@ def store_product(
         fits_sha, png_sha = sha256_hex(fits_bytes), sha256_hex(png_bytes)
         how = Outcome.PRODUCT
     else:
-        fits_uri, png_uri, fits_sha, png_sha, sign = adopted
+        fits_uri, png_uri, fits_sha, png_sha, provenance = adopted
         how = Outcome.REPAIRED
     product = Product(
         obs_time=remote.obs_time,
@@ -112,7 +114,7 @@ def store_product(
         site=remote.site,
         model_version=model.version,
         preprocess_version=_preprocess_version(),
-        polarity_sign=sign,
+        **product_columns(provenance),
         fits_uri=fits_uri,
         png_uri=png_uri,
         fits_sha256=fits_sha,
@@ -121,6 +123,22 @@ def store_product(
         timings={str(k): round(v, 4) for k, v in timings.items()},
     )
     return product, how
+
+
+def product_columns(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The product row's columns that repeat the FITS provenance (sign, kind, prior)."""
+    obs = provenance.get("prior_obs")
+    age = provenance.get("prior_age_h")
+    sign = provenance.get("polarity_sign")
+    return {
+        "polarity_sign": int(sign) if sign is not None else None,
+        "model_kind": provenance.get("model_kind"),
+        "prior_obs": datetime.fromisoformat(str(obs)).astimezone(UTC) if obs else None,
+        "prior_age_h": float(age) if age is not None else None,
+        "prior_source": provenance.get("prior_source"),
+        "prior_sha256": provenance.get("prior_sha256"),
+        "prior_note": provenance.get("prior_note"),
+    }
 
 
 def _preprocess_version() -> str:
@@ -142,10 +160,10 @@ def put(store: ObjectStore, key: str, data: bytes, content_type: str) -> str:
 
 def _adopt_objects(
     store: ObjectStore, fits_key: str, png_key: str, input_sha256: str, model: LoadedModel
-) -> tuple[str, str, str, str, int | None] | None:
+) -> tuple[str, str, str, str, dict[str, Any]] | None:
     """Objects left by a run that crashed before its row: verified, they are the product.
 
-    Returns (fits_uri, png_uri, fits_sha256, png_sha256, polarity sign from the FITS
+    Returns (fits_uri, png_uri, fits_sha256, png_sha256, provenance from the FITS
     header) or ``None`` when there is nothing to adopt. Objects that exist but do not belong to this input and
     model raise :class:`ObjectExists` (they are never overwritten).
     """
@@ -154,7 +172,7 @@ def _adopt_objects(
             raise ObjectExists(png_key, store.uri_for(png_key))
         return None
     fits_bytes = store.get(fits_key)
-    sign = _verify_fits(fits_bytes, fits_key, input_sha256, model)
+    provenance = _verify_fits(fits_bytes, fits_key, input_sha256, model)
     if not store.exists(png_key):
         from service.science.product import quicklook_png_bytes
 
@@ -162,12 +180,14 @@ def _adopt_objects(
         store.put(png_key, png_bytes, "image/png")
     png_bytes = store.get(png_key)
     log.warning("adopting objects of an earlier interrupted run: %s", fits_key)
-    return store.uri_for(fits_key), store.uri_for(png_key), sha256_hex(fits_bytes), sha256_hex(png_bytes), sign
+    return store.uri_for(fits_key), store.uri_for(png_key), sha256_hex(fits_bytes), sha256_hex(png_bytes), provenance
 
 
-def _verify_fits(data: bytes, key: str, input_sha256: str, model: LoadedModel) -> int | None:
-    """The FITS belongs to this input and model (else ObjectExists); returns its POLSIGN."""
+def _verify_fits(data: bytes, key: str, input_sha256: str, model: LoadedModel) -> dict[str, Any]:
+    """The FITS belongs to this input and model (else ObjectExists); returns its provenance keys."""
     from astropy.io import fits
+
+    from service.science.product import PROVENANCE_KEYS
 
     try:
         with fits.open(io.BytesIO(data), checksum=True) as hdul:
@@ -177,7 +197,7 @@ def _verify_fits(data: bytes, key: str, input_sha256: str, model: LoadedModel) -
         raise ObjectExists(key, key) from exc
     if header.get("INSHA256") != input_sha256 or header.get("MODELVER") != model.version or shape != (1024, 1024):
         raise ObjectExists(key, key)
-    return int(header["POLSIGN"]) if "POLSIGN" in header else None
+    return {name: header.get(key) for name, (key, _) in PROVENANCE_KEYS.items()}
 
 
 def _fits_data(data: bytes) -> Any:
@@ -208,7 +228,11 @@ def repair_objects(ctx: PipelineContext, product: Product, model: LoadedModel) -
         source = ctx.sources[source_name]
         candidate = archived_candidate(store, source, filename, sha, raw_uri)  # FatalError when not intact
         candidate.frame = source.read(candidate.download.data, filename)  # type: ignore[union-attr]
-        fits_bytes, png_bytes, _, _ = make_product_bytes(candidate, model)
+        prior, why = (ctx.priors.find(frame_obs_time(candidate)) if model.generator.polarity_from_prior
+                      else (None, product.prior_note))
+        if model.generator.polarity_from_prior and prior is None:
+            raise FatalError(f"product {product.id}: its objects are gone and its prior cannot be found again ({why})")
+        fits_bytes, png_bytes, _, _ = make_product_bytes(candidate, model, prior, why)
         store.put(fits_key, fits_bytes, "application/fits")
         if product.png_uri and not store.exists(store.key_for(product.png_uri)):
             store.put(store.key_for(product.png_uri), png_bytes, "image/png")
@@ -220,3 +244,9 @@ def repair_objects(ctx: PipelineContext, product: Product, model: LoadedModel) -
             setattr(row, k, v)
     log.warning("product %s: re-put missing objects %s", product.id, missing)
     return True
+
+
+def frame_obs_time(candidate: Candidate) -> datetime:
+    """The candidate's frame observation time, aware UTC."""
+    assert candidate.frame is not None
+    return candidate.frame.obs_time.utc.to_datetime(timezone=UTC)

@@ -33,10 +33,10 @@ from service.pipeline.candidates import (
 )
 from service.pipeline.context import PipelineContext
 from service.pipeline.minute import MinuteOutcome, exists_outcome
-from service.pipeline.products import existing_product, store_product
+from service.pipeline.products import existing_product, frame_obs_time, store_product
 from service.pipeline.records import add_product
 from service.pipeline.runtime import LoadedModel
-from service.vocabulary import Outcome, Stage
+from service.vocabulary import Outcome, Reason, Stage
 
 
 def source_frames(ctx: PipelineContext, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
@@ -113,7 +113,12 @@ def _make(
 ) -> MinuteOutcome:
     remote = candidate.remote
     timings = dict(candidate.timings)
-    product, how = store_product(ctx, minute, candidate, model, timings)
+    prior, note = None, None
+    if model.generator.polarity_from_prior:  # a nowcast version: the frame's prior, as the feed finds it
+        prior, note = ctx.priors.find(frame_obs_time(candidate))
+        if prior is None:
+            raise FrameRejected(Reason.NO_PRIOR, note or "no prior")
+    product, how = store_product(ctx, minute, candidate, model, timings, prior, note)
     product.input_frame_id = frame_id
     product_id = add_product(ctx, product)
     if product_id is None:  # another writer committed this key first

@@ -123,7 +123,7 @@ class PipelineScheduler:
             states = catchup.load_states(session, since)
         minutes, due = catchup.plan(
             listed, states, now, since=since, settle_s=settings.minute_settle_s,
-            limit=settings.minutes_per_tick, model_loaded=self.ctx.runtime.current is not None,
+            limit=settings.minutes_per_tick, model_loaded=bool(self.ctx.runtime.loaded),
             first_seen=self._first_seen,
         )
         obs.catchup_backlog_minutes.set(due)

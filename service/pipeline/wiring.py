@@ -2,7 +2,8 @@
 
 One place wires settings -> migrations -> engine -> object store -> registry (the
 bundled model registered as production when there is none) -> model runtime ->
-frame sources (``SYNMAG_FRAME_SOURCES``) -> ``PipelineContext``. ``synmag serve`` runs it at start; the job
+frame sources (``SYNMAG_FRAME_SOURCES``) -> the prior finder (``SYNMAG_PRIOR_SOURCE``) ->
+``PipelineContext``. ``synmag serve`` runs it at start; the job
 tests and the latency bench run the same function, so they exercise the wiring
 production uses rather than a copy of it.
 """
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from service import observability as obs
 from service.db import ModelVersion, make_engine, session_factory
 from service.db.migrate import upgrade
 from service.pipeline.context import PipelineContext
+from service.pipeline.prior import PriorFinder
 from service.pipeline.runtime import LoadedModel, ModelRuntime
 from service.registry import Registry
 from service.settings import Settings
@@ -30,7 +33,7 @@ class Pipeline:
 
     ctx: PipelineContext
     engine: Engine
-    bundled: ModelVersion | None  # the bundled model, when this start registered it
+    bundled: list[ModelVersion]  # the bundled models this start registered (one per kind at most)
 
     @property
     def runtime(self) -> ModelRuntime:
@@ -59,11 +62,13 @@ def open_pipeline(
         runtime.check_gpu_available()
         runtime.refresh()
         sources = open_frame_sources(settings)
+        priors = PriorFinder.from_settings(settings)
+        obs.set_prior_source(priors.source is not None)
     except BaseException:
         engine.dispose()
         raise
     ctx = PipelineContext(
         settings=settings, sources=sources, store=store,
-        sessions=session_factory(engine), runtime=runtime,
+        sessions=session_factory(engine), runtime=runtime, priors=priors,
     )
     return Pipeline(ctx=ctx, engine=engine, bundled=bundled)

@@ -6,9 +6,17 @@ brought into the model frame (:func:`service.verification.prep.to_model_frame`) 
 clipped to +-200 G like the training data (the model cannot say more); persistence is
 the newest magnetogram at least :data:`PERSISTENCE_MIN_AGE` older (at most
 :data:`PERSISTENCE_MAX_AGE`), rotated differentially to the product's time
-(:func:`service.science.rotation.rotate_to`): what a forecaster has without synmag. The
-model, the zero map and persistence are scored with
-:func:`service.science.metrics.score` (regions included) on the same pixels.
+(:func:`service.science.rotation.rotate_to`): what a forecaster has without synmag. A
+nowcast's persistence is that of its OWN prior instead (:class:`PriorRef`: the product's
+``PRIOROBS``/``prior_obs``, found again in the truth source), so the product is judged
+against what the same magnetogram says on its own. The model, the zero map and
+persistence are scored with :func:`service.science.metrics.score` (regions included) on
+the same pixels.
+
+A product with ``SIGMA`` and ``CONFIDENCE`` layers is also scored for calibration
+(:func:`service.science.uncertainty.calibration_scores` on pixels with ``|B_true| > 20 G``:
+ECE of CONFIDENCE, AUROC, fraction within +-1 SIGMA, SIGMA decile ratio), stored under
+``"calibration"`` and exported as ``synmag_calibration_score{metric, kind}``.
 
 The service (:func:`verify_pending`, run by the scheduler) stores the result in
 ``Product.verification`` (JSON, NaN/inf as null) and, for the newest verified
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +51,7 @@ from service.sources.magnetograms.base import (
 )
 from service.storage import ObjectStore
 from service.verification.prep import to_model_frame
-from service.vocabulary import Reference, VerificationOutcome
+from service.vocabulary import ModelKind, Reference, VerificationOutcome
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +63,81 @@ PERSISTENCE_MAX_AGE = timedelta(hours=48)
 # A product without truth yet is tried again after this, for this long (JSOC nrt lags ~1 h).
 RETRY_NO_TRUTH = timedelta(minutes=30)
 GIVE_UP_AFTER = timedelta(days=3)
+# A nowcast's own prior is looked up in the truth source from its recorded time: the
+# newest record at most this after it (times are stored to the second or finer) and at
+# most TRUTH_MAX_OFFSET before it.
+PRIOR_TIME_SLACK = timedelta(seconds=1)
 _newest_verified = 0.0
+_newest_calibrated: dict[str, float] = {}
 
 
-def read_product(data: bytes) -> tuple[np.ndarray, Any, DiskGeometry]:
-    """Product FITS bytes -> (Gauss in FITS rows, header, disk geometry)."""
+@dataclass(frozen=True)
+class ProductMap:
+    """A product file read back: the field, its header and disk, and its uncertainty layers.
+
+    Attributes
+    ----------
+    gauss : numpy.ndarray
+        Gauss, FITS rows, NaN off the disk.
+    header : astropy.io.fits.Header
+        The primary header (provenance keys included).
+    geometry : DiskGeometry
+    sigma, confidence : numpy.ndarray or None
+        The ``SIGMA`` and ``CONFIDENCE`` layers, None when the product has none.
+    """
+
+    gauss: np.ndarray
+    header: Any
+    geometry: DiskGeometry
+    sigma: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PriorRef:
+    """The prior a nowcast product was made from, as the product records it."""
+
+    obs_time: datetime
+    sha256: str | None = None
+    origin: str | None = None
+
+    @classmethod
+    def of_product(cls, product: Product) -> PriorRef | None:
+        """From the product row (``prior_obs``, ``prior_sha256``, ``prior_source``); None: no prior."""
+        if product.prior_obs is None:
+            return None
+        return cls(product.prior_obs.astimezone(UTC), product.prior_sha256, product.prior_source)
+
+    @classmethod
+    def of_header(cls, header: Any) -> PriorRef | None:
+        """From a product file's ``PRIOROBS``, ``PRIORSHA``, ``PRIORSRC``; None: no prior."""
+        text = header.get("PRIOROBS")
+        if not text:
+            return None
+        t = datetime.fromisoformat(str(text))
+        return cls(t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC),
+                   header.get("PRIORSHA"), header.get("PRIORSRC"))
+
+
+def read_product_map(data: bytes) -> ProductMap:
+    """Product FITS bytes -> :class:`ProductMap` (the layers when the file has them)."""
     from astropy.io import fits
 
     with fits.open(io.BytesIO(data)) as hdul:
         header = hdul[0].header.copy()
         gauss = np.asarray(hdul[0].data, dtype=np.float32)
+        names = {h.name for h in hdul[1:]}
+        layers = {name: np.asarray(hdul[name].data, dtype=np.float32) if name in names else None
+                  for name in ("SIGMA", "CONFIDENCE")}
     geometry = DiskGeometry((float(header["CRPIX1"]) - 1.0, float(header["CRPIX2"]) - 1.0),
                             float(header["R_SUN"]))
-    return gauss, header, geometry
+    return ProductMap(gauss, header, geometry, layers["SIGMA"], layers["CONFIDENCE"])
+
+
+def read_product(data: bytes) -> tuple[np.ndarray, Any, DiskGeometry]:
+    """Product FITS bytes -> (Gauss in FITS rows, header, disk geometry)."""
+    m = read_product_map(data)
+    return m.gauss, m.header, m.geometry
 
 
 def _block(result: dict[str, Any]) -> dict[str, Any]:
@@ -95,16 +166,47 @@ def score_against(pred: np.ndarray, truth: np.ndarray, geometry: DiskGeometry,
     return out
 
 
-def persistence_for(source: MagnetogramSource, obs_time: datetime,
-                    geometry: DiskGeometry) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """One-day persistence on the product's grid, and where it came from (or why there is none)."""
-    from astropy.time import Time
+def persistence_for(source: MagnetogramSource, obs_time: datetime, geometry: DiskGeometry,
+                    prior: PriorRef | None = None) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Persistence on the product's grid, and where it came from (or why there is none).
 
+    With ``prior`` (a nowcast), the persistence of that prior: the newest magnetogram of
+    ``source`` observed within :data:`TRUTH_MAX_OFFSET` before ``prior.obs_time`` (and
+    :data:`PRIOR_TIME_SLACK` after), recorded with ``"of": "prior"`` and whether it is the
+    very file (``same_file``, by sha256). When the source has no such magnetogram, the
+    one-day persistence stands in and ``prior_missing`` says why. Without ``prior``: the
+    one-day persistence (``"of": "one_day"``).
+    """
+    missing_prior = None
+    if prior is not None:
+        age = max(obs_time - prior.obs_time, timedelta(0))
+        prev = source.newest_before(obs_time, max(age - PRIOR_TIME_SLACK, timedelta(0)), age + TRUTH_MAX_OFFSET)
+        if prev is not None:
+            rotated, described = _rotated(prev, obs_time, geometry)
+            if rotated is not None:
+                same = prior.sha256 == prev.sha256 if prior.sha256 else None
+                return rotated, {**described, "of": "prior", "same_file": same}
+            missing_prior = described["missing"]
+        else:
+            missing_prior = (f"the product's prior ({prior.origin} {prior.obs_time.isoformat()}) is not in "
+                             f"{source.name}")
     prev = source.newest_before(obs_time, PERSISTENCE_MIN_AGE, PERSISTENCE_MAX_AGE)
+    extra = {"prior_missing": missing_prior} if missing_prior else {}
     if prev is None:
         return None, {"missing": f"no usable magnetogram from {source.name} observed "
                                  f"{PERSISTENCE_MIN_AGE.total_seconds() / 3600:g}-"
-                                 f"{PERSISTENCE_MAX_AGE.total_seconds() / 3600:g} h before the product"}
+                                 f"{PERSISTENCE_MAX_AGE.total_seconds() / 3600:g} h before the product", **extra}
+    rotated, described = _rotated(prev, obs_time, geometry)
+    if rotated is None:
+        return None, {**described, **extra}
+    return rotated, {**described, "of": "one_day", **extra}
+
+
+def _rotated(prev: Any, obs_time: datetime, geometry: DiskGeometry) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """``prev`` in the model frame rotated to ``obs_time`` and its provenance with ``age_h``,
+    or ``(None, {"missing": why})`` when it cannot be used."""
+    from astropy.time import Time
+
     try:
         prev_gauss, prev_geometry = to_model_frame(prev)
     except MagnetogramRejected as exc:
@@ -113,6 +215,18 @@ def persistence_for(source: MagnetogramSource, obs_time: datetime,
                      Time(obs_time.astimezone(UTC).replace(tzinfo=None), scale="utc"), geometry, prev_geometry)
     age_h = (obs_time - prev.obs_time).total_seconds() / 3600.0
     return rotated, {**prev.describe(), "age_h": age_h}
+
+
+def calibration_for(pred: np.ndarray, sigma: np.ndarray | None, confidence: np.ndarray | None,
+                    truth: np.ndarray) -> dict[str, Any] | None:
+    """The calibration figures of a product's layers against ``truth`` (clipped like the data),
+    on pixels with ``|B_true| > STRONG_G``; None for a product without layers."""
+    from service.science.uncertainty import STRONG_G, calibration_scores
+
+    if sigma is None or confidence is None:
+        return None
+    scores = calibration_scores(pred, sigma, confidence, np.clip(truth, -CLIP_GAUSS, CLIP_GAUSS))
+    return {**scores, "strong_g": STRONG_G}
 
 
 def rotate(prev_gauss: np.ndarray, prev_time: Any, target_time: Any, geometry: Any, prev_geometry: Any) -> np.ndarray:
@@ -124,12 +238,15 @@ def rotate(prev_gauss: np.ndarray, prev_time: Any, target_time: Any, geometry: A
 
 
 def assess(pred: np.ndarray, geometry: DiskGeometry, obs_time: datetime, input_file: str | None,
-           source: MagnetogramSource) -> dict[str, Any]:
+           source: MagnetogramSource, *, prior: PriorRef | None = None, sigma: np.ndarray | None = None,
+           confidence: np.ndarray | None = None) -> dict[str, Any]:
     """The verification document of one product map (not stored; JSON-safe).
 
     ``{"status": "scored", "source", "truth": {...}, "persistence_source": {...},
-    "model": {...}, "zero": {...}, "persistence": {...} | None}`` or ``{"status":
-    "no_truth", "source", "reason"}``. Raises ``RetryableError`` when the source is
+    "model": {...}, "zero": {...}, "persistence": {...} | None, "calibration": {...} | None}``
+    or ``{"status": "no_truth", "source", "reason"}``. ``prior``: the nowcast's prior, whose
+    persistence is scored (:func:`persistence_for`); ``sigma``, ``confidence``: the product's
+    layers (:func:`calibration_for`). Raises ``RetryableError`` when the source is
     unreachable.
     """
     truth = source.nearest(obs_time, input_file)
@@ -144,13 +261,14 @@ def assess(pred: np.ndarray, geometry: DiskGeometry, obs_time: datetime, input_f
                 "reason": f"{truth.origin} {truth.obs_time.isoformat()}: {exc}"}
     if truth_gauss.shape != pred.shape:
         raise ValueError(f"product shape {pred.shape} is not the model frame's {truth_gauss.shape}")
-    persistence, persistence_source = persistence_for(source, obs_time, geometry)
+    persistence, persistence_source = persistence_for(source, obs_time, geometry, prior)
     doc = {
         "status": VerificationOutcome.SCORED, "source": source.name,
         "truth": {**truth.describe(), "offset_s": (truth.obs_time - obs_time).total_seconds(),
                   "clip_gauss": CLIP_GAUSS},
         "persistence_source": persistence_source,
         **score_against(pred, truth_gauss, geometry, persistence),
+        "calibration": calibration_for(pred, sigma, confidence, truth_gauss),
     }
     return json_safe(doc)
 
@@ -171,13 +289,29 @@ def export(result: dict[str, Any], obs_unix: float) -> None:
                 float("nan") if value is None else float(value))
 
 
+def export_calibration(kind: str | None, calibration: dict[str, Any] | None, obs_unix: float) -> None:
+    """Set ``synmag_calibration_score{kind}`` from the newest calibrated product of that kind."""
+    if calibration is None:
+        return
+    kind = ModelKind(kind) if kind else ModelKind.HALPHA
+    if obs_unix < _newest_calibrated.get(kind, 0.0):
+        return
+    _newest_calibrated[kind] = obs_unix
+    obs.set_calibration(kind, calibration)
+
+
 def verify_product(session: Session, store: ObjectStore, product: Product,
                    source: MagnetogramSource) -> dict[str, Any]:
-    """Verify one product; store and return its ``verification`` document."""
+    """Verify one product; store and return its ``verification`` document.
+
+    A nowcast's persistence is its own prior's (the row's ``prior_obs``); the
+    calibration of its layers is scored when the file has them.
+    """
     frame = product.input_frame
-    pred, _, geometry = read_product(store.get(store.key_for(product.fits_uri)))
+    m = read_product_map(store.get(store.key_for(product.fits_uri)))
     try:
-        doc = assess(pred, geometry, product.obs_time, frame.filename if frame is not None else None, source)
+        doc = assess(m.gauss, m.geometry, product.obs_time, frame.filename if frame is not None else None, source,
+                     prior=PriorRef.of_product(product), sigma=m.sigma, confidence=m.confidence)
     except RetryableError as exc:
         obs.verification_total.labels(outcome=VerificationOutcome.FAILED).inc()
         log.warning("verification of product %s: %s", product.id, exc)
@@ -189,6 +323,7 @@ def verify_product(session: Session, store: ObjectStore, product: Product,
     else:
         doc["verified_at"] = now.isoformat()
         export(doc, product.obs_time.timestamp())
+        export_calibration(product.model_kind, doc.get("calibration"), product.obs_time.timestamp())
     product.verification = doc
     session.add(product)
     return doc

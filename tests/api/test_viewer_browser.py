@@ -176,3 +176,87 @@ def test_verification_table_rows_come_from_the_metric_table(tmp_path, page) -> N
     for metric in live_metrics():
         assert metric.label in text
     assert "truth: hmi.M_720s_nrt 2024-05-01T12:00:00+00:00" in text
+
+
+# -- the prior line and the confidence toggle (issues 14, 15) --------------------------------
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Feed]]:
+    """An H-alpha-only product without layers, then a nowcast with SIGMA and CONFIDENCE (the newest)."""
+    from datetime import timedelta
+
+    from tests.feedapp import FEED_START
+
+    settings = make_settings(tmp_path_factory.mktemp("layered"))
+    populate(settings, n=1, with_input=False)
+    feed = populate(settings, n=1, start=FEED_START + timedelta(hours=1), with_input=False, prior_age_h=3.2, layers=True)
+    with serve_app(create_app(feed.settings)) as url:
+        yield url, feed
+
+
+def _expected_greyed(url: str, pid: int, threshold: float) -> int:
+    """On-disk pixels whose CONFIDENCE layer (as its PNG carries it) is below ``threshold``."""
+    import io
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    la = np.asarray(Image.open(io.BytesIO(httpx.get(f"{url}/v1/magnetograms/{pid}/layers/confidence.png").content)))
+    return int(((la[..., 1] > 0) & (la[..., 0] < threshold * 255)).sum())
+
+
+def _wait_product(page, pid: int) -> None:
+    page.wait_for_function(f"document.getElementById('product-img').dataset.productId === '{pid}'", timeout=20000)
+
+
+def test_viewer_shows_the_prior_line(layered, page) -> None:
+    url, feed = layered
+    page.goto(url + "/")
+    _wait_product(page, feed.product_ids[0])
+    assert page.inner_text("#prior-line") == "prior: HMI 09:48 UT, 3.2 h old"
+    page.click("#prev")
+    page.wait_for_function("document.getElementById('prior-line').textContent === 'no prior: H-alpha only'",
+                           timeout=20000)
+
+
+def test_the_quicklook_is_unchanged_until_the_toggle_is_on(layered, page) -> None:
+    url, feed = layered
+    page.goto(url + "/")
+    _wait_product(page, feed.product_ids[0])
+    assert page.is_visible("#product-img") and not page.is_visible("#conf-canvas")
+    assert page.get_attribute("#product-img", "src").endswith(f"/v1/magnetograms/{feed.product_ids[0]}.png")
+    assert not page.is_checked("#conf-toggle") and not page.is_disabled("#conf-toggle")
+
+
+def test_the_toggle_greys_out_pixels_below_the_chosen_confidence(layered, page) -> None:
+    url, feed = layered
+    pid = feed.product_ids[0]
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url + "/")
+    _wait_product(page, pid)
+    page.check("#conf-toggle")
+    page.wait_for_function("document.getElementById('conf-canvas').dataset.threshold === '0.80'", timeout=20000)
+    assert page.is_visible("#conf-canvas") and not page.is_visible("#product-img")
+    at_080 = int(page.get_attribute("#conf-canvas", "data-greyed"))
+    assert at_080 == _expected_greyed(url, pid, 0.80) > 0
+    page.eval_on_selector("#conf-threshold", "el => { el.value = '0.9'; el.dispatchEvent(new Event('input')); }")
+    page.wait_for_function("document.getElementById('conf-canvas').dataset.threshold === '0.90'", timeout=20000)
+    at_090 = int(page.get_attribute("#conf-canvas", "data-greyed"))
+    assert at_090 == _expected_greyed(url, pid, 0.90) > at_080
+    assert page.inner_text("#conf-value") == "0.90"
+    grey = page.eval_on_selector(  # a greyed pixel is grey: the east limb has the lowest confidence
+        "#conf-canvas", "c => Array.from(c.getContext('2d').getImageData(100, 512, 1, 1).data)")
+    assert grey == [150, 150, 150, 255]
+    page.uncheck("#conf-toggle")
+    assert page.is_visible("#product-img") and not page.is_visible("#conf-canvas")
+    assert errors == []
+
+
+def test_a_product_without_layers_disables_the_toggle(layered, page) -> None:
+    url, feed = layered
+    page.goto(url + "/")
+    _wait_product(page, feed.product_ids[0])
+    page.click("#prev")
+    page.wait_for_function("document.getElementById('conf-toggle').disabled", timeout=20000)
+    assert page.inner_text("#conf-note") == "no uncertainty layers in this product"

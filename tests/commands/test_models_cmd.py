@@ -46,7 +46,7 @@ def _registered(settings, tmp_path) -> str:
 
 def test_migrate_reports_revision(env, capsys):
     assert run("migrate") == 0
-    assert "revision 0003" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
 
 
 def test_models_json_shape(env, tmp_path, capsys):

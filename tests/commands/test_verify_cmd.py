@@ -85,3 +85,22 @@ def test_against_a_jsoc_speaking_server(days, tmp_path: Path, capsys) -> None:
     assert doc["truth"]["origin"] == "hmi.M_720s_nrt" and doc["truth"]["quality"] == "0x00000000"
     assert doc["persistence_source"]["origin"] == "hmi.M_720s_nrt" and doc["persistence"] is not None
     assert doc["model"]["r"] > 0.9  # the same field, through a 512 px level 1 and back
+
+
+def test_a_nowcast_file_is_scored_against_its_own_prior_with_its_calibration(days, tmp_path: Path, capsys) -> None:
+    from service.science.preprocess import ModelGeometry
+    from service.science.product import product_fits_bytes
+
+    folder, times = days
+    geometry = ModelGeometry.for_time(Time(times[2].replace(tzinfo=None), scale="utc"))
+    on = geometry.mask()
+    provenance = {"input_file": "20140321000054Lh.fits.fz", "model_kind": "nowcast",
+                  "prior_obs": times[0].isoformat(), "prior_age_h": 48.0, "prior_source": "2014-03-19T00_00_54_hmi.webp"}
+    product = tmp_path / "p.fits"
+    product.write_bytes(product_fits_bytes(np.where(on, bipole_field(2), np.nan), geometry, provenance,
+                                           sigma=np.where(on, 10.0, np.nan), confidence=np.where(on, 0.9, np.nan)))
+    assert main(["verify", str(product), "--truth", "dir", "--truth-dir", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "persistence of its prior 2014-03-19T00_00_54_hmi.webp" in out[0] and "(48.0 h older)" in out[0]
+    assert out[-1].startswith("calibration (|B| > 20 G, ") and "ECE 0.100" in out[-1]
+    assert "within +-1 sigma 1.000" in out[-1]

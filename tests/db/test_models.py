@@ -65,13 +65,13 @@ def _product(frame: InputFrame, version: str = "v1", minute: datetime | None = N
 def test_upgrade_from_empty_creates_every_table(engine):
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
 
 
 def test_upgrade_is_idempotent(db_url, engine):
     upgrade(db_url, engine)
     upgrade(db_url)
-    assert current(engine) == "0003"
+    assert current(engine) == "0004"
 
 
 def test_migrated_schema_matches_models(engine):
@@ -173,3 +173,34 @@ def test_sqlite_engine_uses_wal(tmp_path):
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+def test_migration_0004_keeps_models_and_products_as_halpha(db_url):
+    engine = make_engine(db_url)
+    upgrade(db_url, engine, revision="0003")
+    with engine.begin() as conn:  # a model and a product as they were before the nowcast
+        t = {"t": T0.replace(tzinfo=None)}
+        conn.execute(text(
+            "INSERT INTO model_versions (version, sha256, onnx_uri, metrics, lineage, status, created_at)"
+            " VALUES ('v1', :sha, 'file://m', '{}', '{}', 'production', :t)"), {**t, "sha": "b" * 64})
+        conn.execute(text(
+            "INSERT INTO input_frames (filename, url, source, site, obs_time, obs_minute, sha256,"
+            " size_bytes, accepted, created_at) VALUES ('f.fits.fz', 'u', 'gong', 'LE', :t, :t, :sha, 1, true, :t)"),
+            {**t, "sha": "a" * 64})
+        conn.execute(text(
+            "INSERT INTO products (input_frame_id, obs_time, obs_minute, source, site, model_version,"
+            " preprocess_version, fits_uri, fits_sha256, created_at) VALUES (1, :t, :t, 'gong', 'LE', 'v1', '1',"
+            " 'file://p', :sha, :t)"), {**t, "sha": "c" * 64})
+    upgrade(db_url, engine)
+    with session_scope(engine) as s:
+        assert s.scalars(select(ModelVersion)).one().kind == "halpha"
+        product = s.scalars(select(Product)).one()
+        assert (product.model_kind, product.prior_obs, product.prior_note) == ("halpha", None, None)
+    engine.dispose()
+
+
+def test_model_kind_is_checked(engine):
+    with pytest.raises(IntegrityError), session_scope(engine) as s:
+        mv = _model()
+        mv.kind = "crystal-ball"
+        s.add(mv)

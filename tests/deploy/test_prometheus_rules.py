@@ -145,3 +145,33 @@ def test_runtime_exports_whether_a_gpu_is_required(asked: dict, required: float)
 
     ModelRuntime(Settings(**asked), registry=None)
     assert REGISTRY.get_sample_value("synmag_gpu_required") == required
+
+
+def test_alerts_cover_the_prior_and_the_calibration() -> None:
+    """Issues 14 and 15: a prior older than a day, no prior while one is configured, calibration drift."""
+    rules = {r["alert"]: r for g in yaml.safe_load((PROM_DIR / "alerts.yml").read_text())["groups"] for r in g["rules"]}
+    assert "synmag_prior_age_seconds" in rules["SynmagPriorStale"]["expr"]
+    assert "86400" in rules["SynmagPriorStale"]["expr"]
+    assert "synmag_prior_source_configured" in rules["SynmagNoPrior"]["expr"]
+    assert 'metric="ece"' in rules["SynmagConfidenceMiscalibrated"]["expr"]
+    assert 'metric="coverage"' in rules["SynmagSigmaMiscalibrated"]["expr"]
+
+
+def test_dashboard_shows_the_prior_products_by_kind_and_calibration() -> None:
+    exprs = dashboard_exprs()
+    assert any("synmag_prior_age_seconds" in e for e in exprs)
+    assert any("synmag_products_total" in e and "by (kind)" in e for e in exprs)
+    for metric in ("ece", "coverage", "auroc"):
+        assert any("synmag_calibration_score" in e and metric in e for e in exprs), metric
+
+
+def test_calibration_gauges_cover_what_the_alerts_and_dashboard_name() -> None:
+    """Every ``synmag_calibration_score{metric=...}`` named in deploy/ is one verification exports."""
+    from service.observability import CALIBRATION_METRICS
+
+    named = set()
+    for e in alert_exprs() + dashboard_exprs():
+        for labels in re.findall(r"synmag_calibration_score\{([^}]*)\}", e):
+            for value in re.findall(r'metric\s*=~?\s*"([^"]*)"', labels):
+                named.update(value.split("|"))
+    assert named and named <= set(CALIBRATION_METRICS)

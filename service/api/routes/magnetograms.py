@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.api import products
 from service.api.deps import BaseUrlDep, SessionDep, StoreDep
 from service.api.files import IMMUTABLE, etag_matches, serve_object
+from service.api.layers import layers_of, render_layer_png
 from service.api.params import (
     MAX_TIME_CHARS,
     TIME_RANGE,
@@ -97,9 +98,10 @@ def search(
 
 
 @router.get("/{product_id:id64}", response_model=Magnetogram, responses=NOT_FOUND)
-def get_one(product_id: ProductId, session: SessionDep, base: BaseUrlDep) -> Magnetogram:
-    """Metadata, provenance, quality flags and verification scores of one product."""
-    return products.detail(session, _product_or_404(session, product_id), base)
+def get_one(product_id: ProductId, session: SessionDep, store: StoreDep, base: BaseUrlDep) -> Magnetogram:
+    """Metadata, provenance (model kind, prior), layers, quality flags and verification scores of one product."""
+    product = _product_or_404(session, product_id)
+    return products.detail(session, product, base, layers_of(store, product.fits_uri, product.fits_sha256))
 
 
 @router.get(
@@ -150,4 +152,38 @@ async def get_input_png(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the input frame is missing from the store") from None
     except FrameRejected as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"input frame unreadable: {exc}") from None
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get(
+    "/{product_id:id64}/layers/{layer}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 304: {}, **NOT_FOUND},
+)
+async def get_layer_png(
+    product_id: ProductId, layer: Literal["field", "sigma", "confidence"], request: Request,
+    session: SessionDep, store: StoreDep,
+) -> Response:
+    """One layer of the product as a 1024x1024 PNG on its grid, north at the top, transparent off the disk.
+
+    ``field``: the quick-look's colours (+-200 G); ``sigma``: grey level = SIGMA in Gauss
+    (saturating at 255); ``confidence``: grey level / 255 = CONFIDENCE, the probability
+    that the published sign is right where |B| > 20 G. 404 for ``sigma`` and
+    ``confidence`` when the product has no uncertainty layers (a model without a
+    calibration). Exact values are the FITS product's ``SIGMA`` and ``CONFIDENCE`` HDUs.
+    """
+    product = await run_in_threadpool(_product_or_404, session, product_id)
+    etag = f'"{product.fits_sha256}-{layer}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if etag_matches(request, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    try:
+        data = await run_in_threadpool(store.get, store.key_for(product.fits_uri))
+    except (ObjectNotFound, ValueError):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the product file is missing from the store") from None
+    png = await run_in_threadpool(render_layer_png, data, layer, product.fits_sha256)
+    if png is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"magnetogram {product_id} has no {layer.upper()} layer "
+                            "(made by a model without an uncertainty calibration)")
     return Response(png, media_type="image/png", headers=headers)

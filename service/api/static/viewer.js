@@ -83,6 +83,82 @@ async function showVerification(v) {
   box.append(table, src);
 }
 
+// The uncertainty toggle: the field layer drawn on a canvas with the pixels whose
+// CONFIDENCE (probability that the sign shown is right, where |B| > 20 G) is below the
+// slider's value in grey. Off: the quick-look PNG, unchanged. Both layers are PNGs on the
+// product's grid (GET /v1/magnetograms/{id}/layers/{field|confidence}.png).
+const GREY = [150, 150, 150];
+let layerPixels = null;  // {id, field: ImageData, conf: ImageData} of the product shown
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`could not load ${url}`));
+    img.src = url;
+  });
+}
+
+function pixelsOf(img) {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  return ctx.getImageData(0, 0, c.width, c.height);
+}
+
+function drawGreyed() {
+  const canvas = $("conf-canvas");
+  const threshold = Number($("conf-threshold").value);
+  $("conf-value").textContent = threshold.toFixed(2);
+  if (!layerPixels || !$("conf-toggle").checked) return;
+  const { field, conf } = layerPixels;
+  const out = new ImageData(new Uint8ClampedArray(field.data), field.width, field.height);
+  const limit = threshold * 255;
+  let greyed = 0;
+  for (let i = 0; i < out.data.length; i += 4) {
+    if (conf.data[i + 3] > 0 && conf.data[i] < limit) {
+      out.data[i] = GREY[0]; out.data[i + 1] = GREY[1]; out.data[i + 2] = GREY[2];
+      greyed += 1;
+    }
+  }
+  canvas.width = out.width;
+  canvas.height = out.height;
+  canvas.getContext("2d").putImageData(out, 0, 0);
+  canvas.dataset.greyed = String(greyed);
+  canvas.dataset.threshold = threshold.toFixed(2);
+  canvas.dataset.productId = String(layerPixels.id);
+}
+
+async function showUncertainty() {
+  const p = current;
+  const on = $("conf-toggle").checked && p && p.layers && p.layers.confidence;
+  $("product-img").hidden = Boolean(on);
+  $("conf-canvas").hidden = !on;
+  if (!on) return;
+  if (!layerPixels || layerPixels.id !== p.id) {
+    try {
+      const [field, conf] = await Promise.all([loadImage(p.layers.field), loadImage(p.layers.confidence)]);
+      if (current !== p) return;  // the user moved on meanwhile
+      layerPixels = { id: p.id, field: pixelsOf(field), conf: pixelsOf(conf) };
+    } catch (err) {
+      $("conf-note").textContent = err.message;
+      return;
+    }
+  }
+  drawGreyed();
+}
+
+function setUncertaintyControls(p) {
+  const has = Boolean(p.layers && p.layers.confidence);
+  $("conf-toggle").disabled = !has;
+  $("conf-threshold").disabled = !has;
+  $("conf-note").textContent = has ? "" : "no uncertainty layers in this product";
+  if (!has) $("conf-toggle").checked = false;
+  showUncertainty();
+}
+
 function show(p) {
   current = p;
   clearTimeout(emptyTimer);
@@ -93,6 +169,8 @@ function show(p) {
   $("product-img").src = p.png_url || "";
   $("product-img").dataset.productId = String(p.id);
   $("fits-link").href = p.fits_url;
+  $("prior-line").textContent = p.prior_line || "";
+  setUncertaintyControls(p);
   const input = $("input-img");
   if (p.input_png_url) { input.src = p.input_png_url; input.hidden = false; }
   else { input.removeAttribute("src"); input.hidden = true; }
@@ -101,6 +179,10 @@ function show(p) {
     ["product id", p.id], ["observed", p.obs_time], ["site", prov.site],
     ["input file", prov.input_file], ["input sha256", prov.input_sha256],
     ["model", prov.model_version], ["model sha256", prov.model_sha256],
+    ["model kind", prov.model_kind === "nowcast" ? "nowcast (H-alpha and the last real magnetogram)"
+      : prov.model_kind === "halpha" ? "H-alpha only" : prov.model_kind],
+    ["prior", prov.prior ? `${prov.prior.source} ${prov.prior.obs_time}, ${fmt(prov.prior.age_h)} h old` : prov.prior_note],
+    ["prior sha256", prov.prior ? prov.prior.sha256 : null],
     ["preprocess", prov.preprocess_version],
     ["polarity", prov.polarity_sign === -1 ? "model output negated (Hale's law of this cycle)"
       : prov.polarity_sign === 1 ? "model output as is" : "not recorded"],
@@ -159,6 +241,8 @@ function init() {
   $("prev").addEventListener("click", () => current && current.previous_id !== null && load(`${api}/${current.previous_id}`));
   $("next").addEventListener("click", () => current && current.next_id !== null && load(`${api}/${current.next_id}`));
   $("latest").addEventListener("click", () => load(`${api}/latest`));
+  $("conf-toggle").addEventListener("change", showUncertainty);
+  $("conf-threshold").addEventListener("input", drawGreyed);
   const wanted = /^#(\d+)$/.exec(location.hash);
   load(wanted ? `${api}/${wanted[1]}` : `${api}/latest`);
   // Follow the feed while the newest product is on screen.

@@ -1,0 +1,95 @@
+"""The nowcast head: a small U-Net on the 128x128 grid on top of the H-alpha-only generator.
+
+Inputs, all in the model frame, block-averaged 8x8 to 128x128 inside the graph:
+H-alpha (model units), the H-alpha-only generator's output ``halpha_bz`` (model units),
+the prior rotated to the frame's time (model units, 0 where unseen), the seen map, and
+the prior's age (hours / 168, as a constant plane).
+
+Outputs, per 128x128 pixel: a gate ``a`` in [0, 1], a correction ``c`` and ``log sigma``.
+The field is ``a * prior + c``, with ``a`` and ``c`` upsampled (bilinear) to 1024 in the
+full-resolution forward: the prior keeps its own fine structure where the head trusts it
+(a young prior) and the head supplies the rest (new flux, decay, the unseen east band).
+r_bin8 (the 8x8-binned correlation) lives on exactly this 128 grid.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.nowcast.config import NowcastConfig
+
+POOL = 8
+AGE_SCALE_H = 168.0
+IN_CHANNELS = 5
+LOG_SIGMA_MIN = -7.0  # sigma >= 0.18 G in model units of 200 G: keeps the NLL finite
+
+
+def block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(),
+    )
+
+
+class NowcastHead(nn.Module):
+    """U-Net on the pooled grid: (N, 5, 128, 128) -> gate, correction, log sigma (N, 1, 128, 128) each."""
+
+    def __init__(self, cfg: NowcastConfig) -> None:
+        super().__init__()
+        ch = cfg.channels
+        self.down = nn.ModuleList([block(IN_CHANNELS, ch[0])] +
+                                  [block(ch[i - 1], ch[i]) for i in range(1, len(ch))])
+        self.up = nn.ModuleList([block(ch[i] + ch[i - 1], ch[i - 1]) for i in range(len(ch) - 1, 0, -1)])
+        self.out = nn.Conv2d(ch[0], 3, 1)
+        # Start as persistence: gate ~1, no correction, sigma ~ 40 G.
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.copy_(torch.tensor([3.0, 0.0, -1.6]))
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        skips = []
+        h = feats
+        for i, d in enumerate(self.down):
+            if i:
+                h = F.avg_pool2d(h, 2)
+            h = d(h)
+            skips.append(h)
+        for u in self.up:
+            skips.pop()
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = u(torch.cat([h, skips[-1]], 1))
+        o = self.out(h)
+        gate = torch.sigmoid(o[:, 0:1])
+        return gate, o[:, 1:2], torch.clamp(o[:, 2:3], min=LOG_SIGMA_MIN)
+
+
+def features(halpha: torch.Tensor, halpha_bz: torch.Tensor, prior: torch.Tensor, seen: torch.Tensor,
+             age_h: torch.Tensor) -> torch.Tensor:
+    """The head's input planes on the pooled grid (inputs already pooled, (N, 1, h, w) each)."""
+    age = (age_h.reshape(-1, 1, 1, 1) / AGE_SCALE_H).expand_as(prior)
+    return torch.cat([halpha, halpha_bz, prior, seen, age], 1)
+
+
+class Nowcast(nn.Module):
+    """The full-resolution nowcast given the generator's output: what the ONNX head graph computes.
+
+    ``forward(halpha, halpha_bz, prior, prior_seen, prior_age_h)`` with (N, 1, H, W) planes
+    (H, W multiples of 8) and age (N, 1) in hours -> ``bz`` and ``sigma`` (N, 1, H, W),
+    model units.
+    """
+
+    def __init__(self, cfg: NowcastConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.head = NowcastHead(cfg)
+
+    def pooled(self, halpha, halpha_bz, prior, seen, age_h):
+        return self.head(features(*(F.avg_pool2d(t, POOL) for t in (halpha, halpha_bz, prior, seen)), age_h))
+
+    def forward(self, halpha, halpha_bz, prior, prior_seen, prior_age_h):
+        gate, corr, log_sigma = self.pooled(halpha, halpha_bz, prior, prior_seen, prior_age_h)
+        size = prior.shape[-2:]
+        up = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (gate, corr, log_sigma)]
+        return up[0] * prior + up[1], torch.exp(up[2])
