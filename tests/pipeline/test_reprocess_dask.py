@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from distributed import LocalCluster
 from sqlalchemy import func, select
 
 from service.cli import main as synmag
@@ -51,6 +54,17 @@ def test_partitions_are_clock_aligned_windows_without_empty_ones() -> None:
 def test_a_partition_is_a_whole_number_of_minutes(text: str) -> None:
     with pytest.raises(UsageError):
         parse_partition(text)
+
+
+def test_a_local_worker_gets_its_share_of_the_cpus_and_its_own_gpu() -> None:
+    code = ("import os; from service.pipeline.backfill.worker import place_local_worker; "
+            "place_local_worker(1, 2, ['CUDAExecutionProvider', 'CPUExecutionProvider']); "
+            "print(os.environ['CUDA_VISIBLE_DEVICES'], sorted(os.sched_getaffinity(0)))")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "3,5", "PYTHONPATH": str(Path(__file__).parents[2])}
+    cpus = sorted(os.sched_getaffinity(0))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    share = len(cpus) // 2
+    assert out.split(" ", 1) == ["5", f"{cpus[share:2 * share] or cpus}\n"]
 
 
 @dataclass
@@ -198,3 +212,19 @@ def test_the_command_runs_on_a_local_cluster_and_says_what_it_did(history, monke
     assert re.fullmatch(rf"{MINUTES} minutes in [34] partitions of 4m, model tiny-d; dashboard: http://.+", out[0])
     assert out[1:3] == ["worker 0: CPUExecutionProvider", "worker 1: CPUExecutionProvider"]
     assert out[-1].startswith(f"reprocessed {MINUTES} minutes with tiny-d: {MINUTES} product ({MINUTES} made, ")
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_the_command_runs_on_a_running_scheduler(history, monkeypatch, capsys) -> None:
+    s = history.with_model("tiny-f")
+    for key, value in {"DATABASE_URL": s.database_url, "STORE_URL": s.store_url, "S3_ENDPOINT_URL": s.s3_endpoint_url,
+                       "MODEL_CACHE_DIR": str(s.model_cache_dir), "BUNDLED_MODEL_DIR": str(s.bundled_model_dir)}.items():
+        monkeypatch.setenv(f"SYNMAG_{key}", value)
+    start, end = (t.isoformat() for t in history.span)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        assert synmag(["reprocess", "--start", start, "--end", end, "--model", s.model,
+                       "--cluster", cluster.scheduler_address]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:2] == ["worker 0: CPUExecutionProvider"]
+    assert out[-1].startswith(f"reprocessed {MINUTES} minutes with tiny-f: {MINUTES} product ({MINUTES} made, ")
