@@ -73,8 +73,8 @@ def _on_dask(settings: Settings, span: tuple[datetime, datetime], workers: int, 
     partitions = plan_partitions(source_frames(pipeline.ctx, *span), partition)
     pipeline.close()
     with open_client("local", workers, dashboard=None) as client:
-        warmed = warm_workers(client, settings, version, local_workers=workers)
-        if len(warmed) != workers or any("Error" in v for v in warmed.values()):
+        warmed, failed = warm_workers(client, settings, version, local_workers=workers)
+        if len(warmed) != workers or failed:
             raise RuntimeError(f"workers did not load the model: {warmed}")
         t0 = time.perf_counter()
         summary = submit_backfill(client, settings, version, partitions, local_workers=workers).collect()

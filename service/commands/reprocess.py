@@ -110,8 +110,11 @@ def _on_dask(settings: Settings, start: datetime, end: datetime, cluster: str, w
     with open_client(cluster, n_workers) as client:
         print(f"{len(frames)} minutes in {len(partitions)} partitions of {size_text}, model {version}; "
               f"dashboard: {client.dashboard_link}", flush=True)
-        for name, said in sorted(warm_workers(client, settings, version, n_workers).items()):
-            print(f"worker {name}: {said}", flush=True)
+        said, failed = warm_workers(client, settings, version, n_workers)
+        for name, text in sorted(said.items()):
+            print(f"worker {name}: {text}", flush=True)
+        if failed and len(failed) == len(said):  # nothing left to run the partitions
+            raise FatalError(f"no worker could load model {version} (see above); nothing was reprocessed")
         run = submit_backfill(client, settings, version, partitions, local_workers=n_workers)
         if sys.stdout.isatty():  # Dask's bar, redrawn in place (it follows the tasks on the scheduler)
             bar = threading.Thread(target=progress, args=(run.futures,), daemon=True)

@@ -228,3 +228,24 @@ def test_the_command_runs_on_a_running_scheduler(history, monkeypatch, capsys) -
     out = capsys.readouterr().out.splitlines()
     assert out[1:2] == ["worker 0: CPUExecutionProvider"]
     assert out[-1].startswith(f"reprocessed {MINUTES} minutes with tiny-f: {MINUTES} product ({MINUTES} made, ")
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_workers_that_cannot_load_the_model_stop_the_command_with_why(history, monkeypatch, capsys) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("a GPU build of ONNX Runtime: the workers would load the model")
+    s = history.with_model("tiny-g")
+    for key, value in {"DATABASE_URL": s.database_url, "STORE_URL": s.store_url, "S3_ENDPOINT_URL": s.s3_endpoint_url,
+                       "MODEL_CACHE_DIR": str(s.model_cache_dir), "BUNDLED_MODEL_DIR": str(s.bundled_model_dir),
+                       "PROVIDERS": "cuda,cpu", "REQUIRE_GPU": "true"}.items():
+        monkeypatch.setenv(f"SYNMAG_{key}", value)
+    start, end = (t.isoformat() for t in history.span)
+    code = synmag(["reprocess", "--start", start, "--end", end, "--model", s.model, "--workers", "2"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "no worker could load model tiny-g" in err
+    workers = [line for line in out.splitlines() if line.startswith("worker ")]
+    assert len(workers) == 2 and all("SYNMAG_REQUIRE_GPU is set" in line for line in workers)
+    assert history.products_of("tiny-g") == Counter()

@@ -117,11 +117,14 @@ class BackfillRun:
         return time.perf_counter() - self.started
 
 
-def warm_workers(client: Client, settings: Settings, version: str, local_workers: int | None = None) -> dict[str, str]:
-    """Register the worker plugin and load the model on every worker now: ``{worker name: providers or error}``.
+def warm_workers(
+    client: Client, settings: Settings, version: str, local_workers: int | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Register the worker plugin and load the model on every worker now.
 
-    A worker that cannot open its pipeline is retired, so that it does not fail partition
-    after partition; workers that join later load the model with their first partition.
+    Returns ``{worker name: its ONNX providers, or why it failed}`` and the names of those
+    that failed. A worker that cannot open its pipeline is retired, so that it does not fail
+    partition after partition; workers that join later load the model with their first one.
     """
     from service.pipeline.backfill.worker import warm_up
 
@@ -140,7 +143,7 @@ def warm_workers(client: Client, settings: Settings, version: str, local_workers
             broken.append(addr)
     if broken:
         client.retire_workers(broken, close_workers=True, remove=True)
-    return said
+    return said, [names[addr] for addr in broken]
 
 
 def worker_names(client: Client) -> dict[str, str]:
