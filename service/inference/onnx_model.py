@@ -5,7 +5,9 @@ Contract (docs/ARCHITECTURE.md, "ONNX model contract"): string metadata props
 
 - ``halpha``: input ``halpha`` float32 (N, 1, H, W) in model units; output ``bz``.
 - ``nowcast``: inputs ``halpha``, ``prior`` (model units, 0 where unseen), ``prior_seen``
-  (0/1) and ``prior_age_h`` (N, 1); outputs ``bz`` and ``sigma`` (model units).
+  (0/1), ``prior_age_h`` (N, 1) and ``halpha_sign`` (N, 1: the Hale sign of the frame's cycle
+  against the generator's, which the graph applies to its internal H-alpha-only field);
+  outputs ``bz`` and ``sigma`` (model units).
 
 A model whose inputs are not those of its kind is refused: the service could not feed
 it. So is a model built for another preprocessing version
@@ -42,7 +44,7 @@ OUTPUT_NAME = "bz"
 SIGMA_NAME = "sigma"
 INPUTS: dict[ModelKind, tuple[str, ...]] = {
     ModelKind.HALPHA: (INPUT_NAME,),
-    ModelKind.NOWCAST: (INPUT_NAME, "prior", "prior_seen", "prior_age_h"),
+    ModelKind.NOWCAST: (INPUT_NAME, "prior", "prior_seen", "prior_age_h", "halpha_sign"),
 }
 PREFIX = "synmag."
 REQUIRED_METADATA = ("preprocess_version", "units", "gauss_scale")

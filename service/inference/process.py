@@ -260,7 +260,12 @@ def product_from_frame(
     sha256 = input_sha256
     with _timed(timings, Stage.PREPROCESS):
         model_input = preprocess(frame)
-        feeds = model_inputs(prior, model_input.image.shape) if model.polarity_from_prior else None
+        obs_time = model_input.geometry.obs_time
+        model_cycle = model.solar_cycle
+        # Hale's law of the frame's cycle against the one the model (or, in a nowcast, its
+        # internal H-alpha-only generator) learned: -1 when they differ, 1 when unknown.
+        hale = 1 if model_cycle is None else polarity_sign(obs_time, model_cycle)
+        feeds = model_inputs(prior, model_input.image.shape, hale) if model.polarity_from_prior else None
         if feeds is not None and prior is None:
             raise ValueError(f"{model.version} is a nowcast: it needs a prior")
     with _timed(timings, Stage.INFERENCE):
@@ -268,10 +273,9 @@ def product_from_frame(
     with _timed(timings, Stage.POSTPROCESS):
         # An H-alpha-only model's signs follow the Hale's law it learned; negated in a cycle
         # of the other parity (service.science.cycles). Unknown convention: kept as they are.
-        # A nowcast's polarity is the prior's: no rule.
-        obs_time = model_input.geometry.obs_time
-        model_cycle = model.solar_cycle
-        sign = 1 if model_cycle is None or model.polarity_from_prior else polarity_sign(obs_time, model_cycle)
+        # A nowcast's output is not negated: its polarity is the prior's, and its internal
+        # generator's field was given the frame's Hale sign as an input.
+        sign = 1 if model.polarity_from_prior else hale
         gauss = postprocess(y * sign, model_input.geometry)
         sigma = confidence = None
         if model.calibration is not None:

@@ -93,11 +93,13 @@ def prior_map(prior_gauss: np.ndarray, prior_time: Any, target_time: Any, geomet
     return PriorMap(gauss=gauss, seen=seen, age_h=age_h, provenance=dict(provenance or {}))
 
 
-def model_inputs(prior: PriorMap | None, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+def model_inputs(prior: PriorMap | None, shape: tuple[int, int], halpha_sign: int = 1) -> dict[str, np.ndarray]:
     """The nowcast's prior inputs, batch of one: model units, 0 where unseen or off the disk.
 
     ``prior`` None gives the no-prior inputs (all unseen, age 0); the service serves such a
-    minute with the H-alpha-only model instead, but the graph accepts them.
+    minute with the H-alpha-only model instead, but the graph accepts them. ``halpha_sign``:
+    the Hale sign of the frame's cycle against the generator's training cycle
+    (``service.science.cycles.polarity_sign``), which the graph applies to its H-alpha-only field.
     """
     if prior is None:
         field_ = np.zeros(shape, np.float32)
@@ -111,4 +113,5 @@ def model_inputs(prior: PriorMap | None, shape: tuple[int, int]) -> dict[str, np
         "prior": np.ascontiguousarray(field_[None, None]),
         "prior_seen": np.ascontiguousarray(seen[None, None]),
         "prior_age_h": np.full((1, 1), age, np.float32),
+        "halpha_sign": np.full((1, 1), float(halpha_sign), np.float32),
     }

@@ -30,7 +30,7 @@ def test_an_untrained_head_starts_as_persistence():
     prior = torch.randn(1, 1, 64, 64).clamp(-1, 1)
     planes = [torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64), prior, torch.ones(1, 1, 64, 64)]
     with torch.no_grad():
-        bz, sigma = model(*planes, torch.tensor([[24.0]]))
+        bz, sigma = model(*planes, torch.tensor([[24.0]]), torch.ones((1, 1)))
     assert torch.allclose(bz, torch.sigmoid(torch.tensor(3.0)) * prior, atol=0.02)
     assert (sigma > 0).all()
 
@@ -72,5 +72,17 @@ def test_composed_onnx_matches_torch(tiny_onnx: Path, tmp_path: Path):
     feeds = {"halpha": rng.uniform(-1, 1, (1, 1, 1024, 1024)).astype(np.float32),
              "prior": rng.uniform(-0.5, 0.5, (1, 1, 1024, 1024)).astype(np.float32),
              "prior_seen": np.ones((1, 1, 1024, 1024), np.float32),
-             "prior_age_h": np.full((1, 1), 30.0, np.float32)}
+             "prior_age_h": np.full((1, 1), 30.0, np.float32), "halpha_sign": -np.ones((1, 1), np.float32)}
     assert parity(models, tiny_onnx, path, feeds) < 0.5  # Gauss (float16 head weights)
+
+
+def test_the_generator_field_enters_with_the_frames_hale_sign():
+    model = Nowcast(NowcastConfig(channels=(8, 8))).eval()
+    with torch.no_grad():  # weights: no prior, all generator (b = 1), no correction
+        model.head.out.bias.copy_(torch.tensor([-20.0, 1.0, 0.0, -1.6]))
+    base = torch.full((1, 1, 64, 64), 0.5)
+    zeros = torch.zeros(1, 1, 64, 64)
+    with torch.no_grad():
+        same, _ = model(zeros, base, zeros, zeros, torch.tensor([[24.0]]), torch.ones((1, 1)))
+        other, _ = model(zeros, base, zeros, zeros, torch.tensor([[24.0]]), -torch.ones((1, 1)))
+    assert torch.allclose(same, base, atol=1e-4) and torch.allclose(other, -base, atol=1e-4)

@@ -64,26 +64,31 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
 
     from service.science.uncertainty import passes_gate
-    from training.data import files_sha256, list_webp_days
+    from training.data import list_webp_days, training_days_metadata
     from training.nowcast.export import export_nowcast
 
     models = [load(s) for s in a.seeds]
     print(f"evaluating {len(models)} seeds on val", flush=True)
-    # One pass scores each seed (the table's mean and sd); the shipped file is their average,
-    # scored in a second pass with the averaged head.
+    # One pass scores each seed (the table's mean and sd) and the shipped file, their average.
     from training.nowcast.export import SeedEnsemble
 
-    per_seed = evaluate.collect(models, a.data_dir, a.cache, limit=a.limit)
-    shipped = evaluate.collect([SeedEnsembleAsNowcast(SeedEnsemble(models))], a.data_dir, a.cache, limit=a.limit)
-    table = evaluate.table(per_seed["rows"])
+    n = len(models)
+    both = evaluate.collect([*models, SeedEnsembleAsNowcast(SeedEnsemble(models))], a.data_dir, a.cache,
+                            limit=a.limit, pixel_seed=n)
+    seeds_rows = [r for r in both["rows"] if r.get("seed", 0) < n]
+    shipped_rows = [r for r in both["rows"] if r["method"] != "nowcast" or r["seed"] == n]
+    shipped = {"rows": [{**r, "seed": 0} if r["method"] == "nowcast" else r for r in shipped_rows],
+               "pixels": both["pixels"]}
+    table = evaluate.table(seeds_rows)
     shipped_table = evaluate.table(shipped["rows"])
     cal_now, fig_now = calibrate(shipped["pixels"]["nowcast"])
     cal_ha, fig_ha = calibrate(shipped["pixels"]["halpha"])
 
     a.out.mkdir(parents=True, exist_ok=True)
     train_days = list_webp_days(a.data_dir / "train")
+    # solar_cycle: the cycle of the generator inside (its Hale sign is the input halpha_sign).
     meta = {"version": a.version, "config": json.dumps([m.cfg.to_json() for m in models]),
-            "train_data_sha256": files_sha256(train_days), "calibration": cal_now.to_json(),
+            **training_days_metadata(train_days), "calibration": cal_now.to_json(),
             "generator_version": str(np.load(a.cache / "val.npz")["generator_version"])}
     onnx_path = export_nowcast(models, a.generator, a.out / f"{a.version}.onnx", meta)
     rows = shipped["rows"]

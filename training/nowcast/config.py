@@ -13,16 +13,16 @@ class NowcastConfig:
 
     seed: int = 0
     channels: tuple[int, ...] = (16, 32, 64, 64)  # per level of the head's U-Net, finest first
-    epochs: int = 12
+    epochs: int = 16
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4
     # Priors 1..7 days old, uniformly: operation sees every age up to SYNMAG_PRIOR_MAX_AGE_H.
     min_age_days: int = 1
     max_age_days: int = 7
-    # The sign of prior and target flipped together at random: polarity must come from the
-    # prior, not from Hale's law of cycle 24 (which cycle 25 reverses). The H-alpha-only
-    # generator's output is NOT flipped, so the head can use it for |B| and structure only.
+    # Prior, generator output and target negated together at random (a Sun of the other Hale
+    # parity): polarity must come from the inputs, not from the training cycle. In service the
+    # generator's output enters with the frame's cycle's sign (input ``halpha_sign``).
     sign_flip: bool = True
     # Weight of the Gaussian negative log-likelihood that trains the sigma output (the mean
     # is trained by MSE alone; the NLL sees it detached, so uncertainty cannot pull it).

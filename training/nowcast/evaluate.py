@@ -69,10 +69,11 @@ def nowcast_gauss(models: Sequence[Nowcast], x: np.ndarray, base: np.ndarray, pr
     t = [torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None] for a in
          (x, base, preprocess.gauss_to_model(np.nan_to_num(prior_g)), seen.astype(np.float32))]
     age = torch.tensor([[age_h]], dtype=torch.float32)
+    sign = torch.ones((1, 1))  # val days are of the generator's own cycle
     disk = preprocess.model_disk_mask()
     out = []
     for m in models:
-        bz, sigma = m(*t, age)
+        bz, sigma = m(*t, age, sign)
         bz_g = np.clip(bz[0, 0].numpy() * preprocess.GAUSS_SCALE, -preprocess.GAUSS_SCALE, preprocess.GAUSS_SCALE)
         sigma_g = sigma[0, 0].numpy() * preprocess.GAUSS_SCALE
         out.append((np.where(disk, bz_g, np.nan).astype(np.float32), np.where(disk, sigma_g, np.nan).astype(np.float32)))
@@ -80,8 +81,9 @@ def nowcast_gauss(models: Sequence[Nowcast], x: np.ndarray, base: np.ndarray, pr
 
 
 def collect(models: Sequence[Nowcast], data_dir: Path, cache: Path, ages: Sequence[int] = AGES,
-            limit: int | None = None) -> dict:
-    """Scores per (age, day, method[, seed]) and calibration pixels, over the val split."""
+            limit: int | None = None, pixel_seed: int = 0) -> dict:
+    """Scores per (age, day, method[, seed]) over the val split, and the calibration pixels of
+    model ``pixel_seed`` (and of the H-alpha-only model)."""
     days = list_webp_days(Path(data_dir) / "val")
     z = np.load(Path(cache) / "val.npz")
     if list(z["times"]) != [d.time for d in days]:
@@ -122,7 +124,7 @@ def collect(models: Sequence[Nowcast], data_dir: Path, cache: Path, ages: Sequen
             for seed, (bz, sigma) in enumerate(nowcast_gauss(models, x, base, prior_g, seen, age_h)):
                 rows.append({"day": days[i].time, "age": age, "method": "nowcast", "seed": seed,
                              **lean_scores(bz, truth, disk, ar)})
-                if seed == 0:
+                if seed == pixel_seed:
                     pixels["nowcast"].add(bz, sigma, truth, i)
         truths.pop(i - MAX_AGE_DAYS - 1, None)
         if i % 10 == 0:

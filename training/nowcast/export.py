@@ -8,7 +8,8 @@ seeds' own sigmas and their spread).
 
 Contract (``docs/ARCHITECTURE.md``, ONNX contract v2): inputs ``halpha`` (N, 1, H, W),
 ``prior`` (N, 1, H, W, model units, 0 where unseen), ``prior_seen`` (N, 1, H, W, 0/1),
-``prior_age_h`` (N, 1); outputs ``bz`` and ``sigma`` (model units); metadata
+``prior_age_h`` (N, 1), ``halpha_sign`` (N, 1: the generator's polarity made the frame's
+cycle's, ``service.science.cycles.polarity_sign``); outputs ``bz`` and ``sigma`` (model units); metadata
 ``synmag.kind = nowcast``, ``synmag.inputs``, ``synmag.calibration`` (JSON, see
 ``service.science.uncertainty``), ``synmag.polarity = prior`` (no sign rule: polarity
 comes from the prior), and the usual keys of ``training.export.build_metadata``.
@@ -29,7 +30,7 @@ from torch import nn
 from training.export import OPSET, build_metadata, store_weights_float16
 from training.nowcast.model import Nowcast
 
-INPUTS = ("halpha", "prior", "prior_seen", "prior_age_h")
+INPUTS = ("halpha", "prior", "prior_seen", "prior_age_h", "halpha_sign")
 OUTPUTS = ("bz", "sigma")
 SIZE = 1024
 
@@ -41,8 +42,8 @@ class SeedEnsemble(nn.Module):
         super().__init__()
         self.models = nn.ModuleList(models)
 
-    def forward(self, halpha, halpha_bz, prior, prior_seen, prior_age_h):
-        outs = [m(halpha, halpha_bz, prior, prior_seen, prior_age_h) for m in self.models]
+    def forward(self, halpha, halpha_bz, prior, prior_seen, prior_age_h, halpha_sign):
+        outs = [m(halpha, halpha_bz, prior, prior_seen, prior_age_h, halpha_sign) for m in self.models]
         mu = torch.stack([o[0] for o in outs]).mean(0)
         var = torch.stack([o[1] ** 2 + (o[0] - mu) ** 2 for o in outs]).mean(0)
         return torch.clamp(mu, -1.0, 1.0), torch.sqrt(var)
@@ -56,8 +57,8 @@ def export_head(module: nn.Module) -> Any:
         warnings.simplefilter("ignore")
         with torch.no_grad():
             program = torch.onnx.export(
-                module.eval(), (*planes, torch.full((1, 1), 24.0)),
-                input_names=["halpha", "halpha_bz", "prior", "prior_seen", "prior_age_h"],
+                module.eval(), (*planes, torch.full((1, 1), 24.0), torch.ones((1, 1))),
+                input_names=["halpha", "halpha_bz", "prior", "prior_seen", "prior_age_h", "halpha_sign"],
                 output_names=list(OUTPUTS), opset_version=OPSET, dynamo=True, optimize=True, verbose=False,
             )
     return program.model_proto
@@ -131,7 +132,7 @@ def parity(models: Sequence[Nowcast], generator_path: str | Path, path: str | Pa
     (base,) = gen.run(["bz"], {"halpha": feeds["halpha"]})
     with torch.no_grad():
         ref, _ = SeedEnsemble(models).eval()(*(torch.from_numpy(a) for a in (
-            feeds["halpha"], base, feeds["prior"], feeds["prior_seen"], feeds["prior_age_h"])))
+            feeds["halpha"], base, feeds["prior"], feeds["prior_seen"], feeds["prior_age_h"], feeds["halpha_sign"])))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(["bz"], dict(feeds))[0]
     return float(np.abs(got - ref.numpy()).max() * 200.0)

@@ -5,11 +5,18 @@ H-alpha (model units), the H-alpha-only generator's output ``halpha_bz`` (model 
 the prior rotated to the frame's time (model units, 0 where unseen), the seen map, and
 the prior's age (hours / 168, as a constant plane).
 
-Outputs, per 128x128 pixel: a gate ``a`` in [0, 1], a correction ``c`` and ``log sigma``.
-The field is ``a * prior + c``, with ``a`` and ``c`` upsampled (bilinear) to 1024 in the
-full-resolution forward: the prior keeps its own fine structure where the head trusts it
-(a young prior) and the head supplies the rest (new flux, decay, the unseen east band).
-r_bin8 (the 8x8-binned correlation) lives on exactly this 128 grid.
+Outputs, per 128x128 pixel: a weight ``a`` in [0, 1] of the prior, a weight ``b`` of the
+H-alpha-only generator's field, a correction ``c`` and ``log sigma``. The field is
+``a * prior + b * halpha_bz + c``, with ``a``, ``b``, ``c`` upsampled (bilinear) to 1024 in the
+full-resolution forward: the fine structure (and so the pixel polarity that AR PPA counts)
+comes from the two full-resolution maps, the prior where the head trusts it (young, seen)
+and the generator where it does not (old priors, the east band, new flux); the smooth
+correction adds what neither has. r_bin8 (the 8x8-binned correlation) lives on the 128 grid.
+
+``halpha_bz`` enters with the generator's polarity made the frame's: the service multiplies
+it by ``halpha_sign`` (Hale's law of the frame's cycle against the generator's training
+cycle, ``service.science.cycles``), so a new region far from any prior gets the polarity the
+H-alpha-only product would give it, in cycle 25 as in 24.
 """
 
 from __future__ import annotations
@@ -42,13 +49,13 @@ class NowcastHead(nn.Module):
         self.down = nn.ModuleList([block(IN_CHANNELS, ch[0])] +
                                   [block(ch[i - 1], ch[i]) for i in range(1, len(ch))])
         self.up = nn.ModuleList([block(ch[i] + ch[i - 1], ch[i - 1]) for i in range(len(ch) - 1, 0, -1)])
-        self.out = nn.Conv2d(ch[0], 3, 1)
-        # Start as persistence: gate ~1, no correction, sigma ~ 40 G.
+        self.out = nn.Conv2d(ch[0], 4, 1)
+        # Start as persistence: prior weight ~1, no generator, no correction, sigma ~ 40 G.
         nn.init.zeros_(self.out.weight)
         with torch.no_grad():
-            self.out.bias.copy_(torch.tensor([3.0, 0.0, -1.6]))
+            self.out.bias.copy_(torch.tensor([3.0, 0.0, 0.0, -1.6]))
 
-    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
         skips = []
         h = feats
         for i, d in enumerate(self.down):
@@ -61,8 +68,13 @@ class NowcastHead(nn.Module):
             h = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = u(torch.cat([h, skips[-1]], 1))
         o = self.out(h)
-        gate = torch.sigmoid(o[:, 0:1])
-        return gate, o[:, 1:2], torch.clamp(o[:, 2:3], min=LOG_SIGMA_MIN)
+        return torch.sigmoid(o[:, 0:1]), o[:, 1:2], o[:, 2:3], torch.clamp(o[:, 3:4], min=LOG_SIGMA_MIN)
+
+    @staticmethod
+    def field(weights: tuple[torch.Tensor, ...], prior: torch.Tensor, halpha_bz: torch.Tensor) -> torch.Tensor:
+        """``a * prior + b * halpha_bz + c`` (weights on the grid of the two maps)."""
+        a, b, c = weights[:3]
+        return a * prior + b * halpha_bz + c
 
 
 def features(halpha: torch.Tensor, halpha_bz: torch.Tensor, prior: torch.Tensor, seen: torch.Tensor,
@@ -75,9 +87,9 @@ def features(halpha: torch.Tensor, halpha_bz: torch.Tensor, prior: torch.Tensor,
 class Nowcast(nn.Module):
     """The full-resolution nowcast given the generator's output: what the ONNX head graph computes.
 
-    ``forward(halpha, halpha_bz, prior, prior_seen, prior_age_h)`` with (N, 1, H, W) planes
-    (H, W multiples of 8) and age (N, 1) in hours -> ``bz`` and ``sigma`` (N, 1, H, W),
-    model units.
+    ``forward(halpha, halpha_bz, prior, prior_seen, prior_age_h, halpha_sign)`` with (N, 1, H, W)
+    planes (H, W multiples of 8), age (N, 1) in hours and the generator's polarity sign (N, 1)
+    -> ``bz`` and ``sigma`` (N, 1, H, W), model units.
     """
 
     def __init__(self, cfg: NowcastConfig) -> None:
@@ -88,8 +100,9 @@ class Nowcast(nn.Module):
     def pooled(self, halpha, halpha_bz, prior, seen, age_h):
         return self.head(features(*(F.avg_pool2d(t, POOL) for t in (halpha, halpha_bz, prior, seen)), age_h))
 
-    def forward(self, halpha, halpha_bz, prior, prior_seen, prior_age_h):
-        gate, corr, log_sigma = self.pooled(halpha, halpha_bz, prior, prior_seen, prior_age_h)
+    def forward(self, halpha, halpha_bz, prior, prior_seen, prior_age_h, halpha_sign):
+        halpha_bz = halpha_bz * halpha_sign.reshape(-1, 1, 1, 1)
+        out = self.pooled(halpha, halpha_bz, prior, prior_seen, prior_age_h)
         size = prior.shape[-2:]
-        up = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (gate, corr, log_sigma)]
-        return up[0] * prior + up[1], torch.exp(up[2])
+        up = [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in out]
+        return NowcastHead.field(up, prior, halpha_bz), torch.exp(up[3])

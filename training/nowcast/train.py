@@ -1,7 +1,9 @@
 """Train the nowcast head on the cached inputs (``training.nowcast.cache``).
 
 One sample = one training day and one prior 1..7 days older (its age drawn afresh each
-epoch), on the pooled 128x128 grid. Batches are runs of consecutive days (chronological
+epoch), on the pooled 128x128 grid; with ``sign_flip`` half the samples are a Sun of the
+other Hale parity (prior, generator output and target negated together), so the head
+learns polarity from its inputs, not from the training cycle. Batches are runs of consecutive days (chronological
 batches, the paper's "Model B"), in shuffled order. The mean is fitted by MSE on the disk,
 the sigma output by a Gaussian NLL on the detached residual. The val check after each epoch
 is r on the 128 grid (which is r_bin8) at ages 1 and 3 days, beside persistence; the
@@ -49,10 +51,11 @@ class Split:
         prior = self.prior[idx, ages][:, None]
         seen = self.seen[idx, ages][:, None]
         y = self.y[idx]
-        if flip is not None:
+        base = self.base[idx]
+        if flip is not None:  # a Sun of the other Hale parity: every field's sign flips
             s = flip.reshape(-1, 1, 1, 1)
-            prior, y = prior * s, y * s
-        return features(self.x[idx], self.base[idx], prior, seen, self.age_h[idx, ages][:, None]), prior, y
+            prior, y, base = prior * s, y * s, base * s
+        return features(self.x[idx], base, prior, seen, self.age_h[idx, ages][:, None]), prior, base, y
 
 
 def draw_ages(split: Split, gen: torch.Generator, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,9 +85,8 @@ def quick_val(model: Nowcast, val: Split, age_days: int) -> tuple[float, float]:
     model.eval()
     days = torch.nonzero(val.has[:, age_days - 1]).flatten()
     ages = torch.full_like(days, age_days - 1)
-    feats, prior, y = val.batch(days, ages)
-    gate, corr, _ = model.head(feats)
-    mu = gate * prior + corr
+    feats, prior, base, y = val.batch(days, ages)
+    mu = model.head.field(model.head(feats), prior, base)
     model.train()
     return disk_r(mu, y, val.disk), disk_r(prior, y, val.disk)
 
@@ -109,9 +111,9 @@ def train(cfg: NowcastConfig, cache: Path, out: Path) -> dict:
         for r in torch.randperm(len(runs), generator=gen).tolist():
             sel = runs[r]
             flip = (torch.randint(0, 2, (len(sel),), generator=gen) * 2 - 1).float() if cfg.sign_flip else None
-            feats, prior, y = tr.batch(days[sel], ages[sel], flip)
-            gate, corr, log_sigma = model.head(feats)
-            mu = gate * prior + corr
+            feats, prior, base, y = tr.batch(days[sel], ages[sel], flip)
+            weights = model.head(feats)
+            mu, log_sigma = model.head.field(weights, prior, base), weights[3]
             w = disk / disk.sum()
             mse = (((mu - y) ** 2) * w).sum() / len(sel)
             nll = ((0.5 * ((mu.detach() - y) ** 2) * torch.exp(-2 * log_sigma) + log_sigma) * w).sum() / len(sel)
