@@ -110,6 +110,6 @@ def test_the_command_backfills_and_counts(feed, monkeypatch, capsys) -> None:
     start = feed.minutes[0].isoformat()
     assert synmag(["reprocess", "--start", start, "--end", start]) == 2
     assert synmag(["reprocess", "--start", start, "--end", feed.minutes[1].isoformat(),
-                   "--model", str(feed.other_model)]) == 0
+                   "--model", str(feed.other_model), "--cluster", "none"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert '"outcome":"product"' in lines[0] and lines[-1] == "reprocessed 1 minutes with tiny-b: 1 product"
