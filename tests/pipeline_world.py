@@ -47,6 +47,8 @@ def world(data_dir: Path, tiny_onnx: Path, tmp_path: Path) -> Iterator:
     folder.mkdir()
     for halpha in sorted((data_dir / "val").glob("*_halpha.webp"))[:2]:
         (folder / halpha.name).symlink_to(halpha)
+        hmi = halpha.with_name(halpha.name.replace("_halpha", "_hmi"))  # the truth, and the next day's prior
+        (folder / hmi.name).symlink_to(hmi)
     made = []
 
     def make(faults: Faults | None = None, model: bool | Path = True, prior: bool = False, **overrides) -> World:
