@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     onnx_path = export_nowcast(models, a.generator, a.out / f"{a.version}.onnx", meta)
     rows = shipped["rows"]
     metrics = {
-        "split": "val", "kind": "nowcast", "n_days": table[0].get("n_days"),
+        "split": "val", "kind": "nowcast", "n_days": len({r["day"] for r in rows}),
         "model": summary_block(rows, "nowcast"),
         "baselines": {"persistence": summary_block(rows, "persistence"),
                       "zero": {"r_bin8": None, "ar_ppa": {"20": 0.0}},

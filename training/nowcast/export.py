@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from training.export import OPSET, build_metadata, store_weights_float16
-from training.nowcast.model import Nowcast
+from training.nowcast.model import Nowcast, publish
 
 INPUTS = ("halpha", "prior", "prior_seen", "prior_age_h", "halpha_sign")
 OUTPUTS = ("bz", "sigma")
@@ -36,16 +36,22 @@ SIZE = 1024
 
 
 class SeedEnsemble(nn.Module):
-    """Seeds averaged: mean field, sigma^2 = mean of the seeds' sigma^2 + variance of their fields."""
+    """Seeds averaged: their weights ``a``, ``b``, ``c`` averaged, then published once
+    (``training.nowcast.model.publish``); sigma^2 = mean of the seeds' sigma^2 + the variance
+    of their fields."""
 
     def __init__(self, models: Sequence[Nowcast]) -> None:
         super().__init__()
         self.models = nn.ModuleList(models)
 
     def forward(self, halpha, halpha_bz, prior, prior_seen, prior_age_h, halpha_sign):
-        outs = [m(halpha, halpha_bz, prior, prior_seen, prior_age_h, halpha_sign) for m in self.models]
-        mu = torch.stack([o[0] for o in outs]).mean(0)
-        var = torch.stack([o[1] ** 2 + (o[0] - mu) ** 2 for o in outs]).mean(0)
+        halpha_bz = halpha_bz * halpha_sign.reshape(-1, 1, 1, 1)
+        ups = [m.weights(halpha, halpha_bz, prior, prior_seen, prior_age_h) for m in self.models]
+        mean = [torch.stack([u[k] for u in ups]).mean(0) for k in range(3)]
+        mu = publish(*mean, prior, halpha_bz)
+        fields = [u[0] * prior + u[1] * halpha_bz + u[2] for u in ups]
+        centre = torch.stack(fields).mean(0)
+        var = torch.stack([torch.exp(2 * u[3]) + (f - centre) ** 2 for u, f in zip(ups, fields, strict=True)]).mean(0)
         return torch.clamp(mu, -1.0, 1.0), torch.sqrt(var)
 
 
