@@ -275,6 +275,8 @@ class Registry:
                 config = json.loads(meta["synmag.config"])
             except json.JSONDecodeError:
                 config = {"raw": meta["synmag.config"]}
+            if not isinstance(config, dict):  # e.g. a nowcast's list of seed configs
+                config = {"value": config}
         with session_scope(self.engine) as s:
             other = s.get(ModelVersion, version)
             if other is not None and not explicit:

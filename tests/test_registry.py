@@ -293,3 +293,9 @@ def test_one_production_version_per_kind(registry, tmp_path):
 def test_register_refuses_an_unknown_kind(registry, tmp_path):
     with pytest.raises(UsageError, match="synmag.kind"):
         _register(registry, tmp_path, "x", 1.0, metrics(0.7, 0.8), kind="crystal-ball")
+
+
+def test_register_keeps_a_config_that_is_not_an_object(registry, tmp_path):
+    path = make_onnx(tmp_path / "n.onnx", 3.0, config='[{"seed": 0}, {"seed": 1}]')
+    mv = registry.register(path, metrics=metrics(0.7, 0.8), report=None, lineage={})
+    assert mv.config == {"value": [{"seed": 0}, {"seed": 1}]}

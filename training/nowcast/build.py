@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     train_days = list_webp_days(a.data_dir / "train")
     # solar_cycle: the cycle of the generator inside (its Hale sign is the input halpha_sign).
-    meta = {"version": a.version, "config": json.dumps([m.cfg.to_json() for m in models]),
+    meta = {"version": a.version, "config": {"seeds": [json.loads(m.cfg.to_json()) for m in models]},
             **training_days_metadata(train_days), "calibration": cal_now.to_json(),
             "generator_version": str(np.load(a.cache / "val.npz")["generator_version"])}
     onnx_path = export_nowcast(models, a.generator, a.out / f"{a.version}.onnx", meta)
