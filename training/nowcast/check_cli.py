@@ -104,11 +104,14 @@ def score(products: Path, days: list) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> dict:
-    out = {"n": len(rows), "kinds": sorted({r["kind"] for r in rows})}
-    for key in ("r_bin8", "ar_ppa20", "pers_r_bin8", "pers_ar_ppa20", "prior_age_h"):
-        values = [r[key] for r in rows if key in r]
-        if values:
-            out[key] = float(np.nanmean(values))
+    """Means over all products, and over those with a prior beside their persistence (same rows)."""
+    out: dict[str, Any] = {"n": len(rows), "kinds": {k: sum(r["kind"] == k for r in rows) for k in ("nowcast", "halpha")}}
+    for key in ("r_bin8", "ar_ppa20"):
+        out[key] = float(np.nanmean([r[key] for r in rows]))
+    with_prior = [r for r in rows if "prior_age_h" in r]
+    if with_prior:
+        out["with_prior"] = {key: float(np.nanmean([r[key] for r in with_prior]))
+                             for key in ("r_bin8", "ar_ppa20", "pers_r_bin8", "pers_ar_ppa20", "prior_age_h")}
     return out
 
 
