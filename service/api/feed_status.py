@@ -19,6 +19,7 @@ from service.api import products
 from service.api.schemas import FeedStatus, RunInfo
 from service.api.state import AppState
 from service.db import ModelVersion, Product, Run
+from service.vocabulary import ModelKind, ModelStatus
 
 DETAIL_CHARS = 300  # a run's or tick's error is cut here: one line in a viewer
 
@@ -50,14 +51,16 @@ def last_run(session: Session) -> RunInfo | None:
 def feed_status(session: Session, runtime: AppState | None, stale_after_s: float) -> FeedStatus:
     """Gather the facts and say, most likely first, why nothing (new) is shown."""
     latest: Product | None = products.latest_product(session)
-    production = session.scalars(
-        select(ModelVersion.version).where(ModelVersion.status == "production").limit(1)
-    ).first()
+    by_kind = dict(session.execute(
+        select(ModelVersion.kind, ModelVersion.version).where(ModelVersion.status == ModelStatus.PRODUCTION)
+    ).tuples().all())
+    production = by_kind.get(ModelKind.HALPHA)  # the fallback, which every minute can use
     status = FeedStatus(
         has_products=latest is not None,
         latest_obs_time=latest.obs_time if latest else None,
         latest_committed_at=latest.created_at if latest else None,
         production_model=production,
+        production_models=by_kind,
         last_run=last_run(session),
     )
     if runtime is not None:

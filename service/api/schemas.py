@@ -162,7 +162,8 @@ class FeedStatus(BaseModel):
     has_products: bool
     latest_obs_time: datetime | None = None
     latest_committed_at: datetime | None = None
-    production_model: str | None = Field(None, description="Production version in the registry")
+    production_model: str | None = Field(None, description="Production H-alpha-only version in the registry (the fallback)")
+    production_models: dict[str, str] = Field(default_factory=dict, description="Production version of each model kind")
     pipeline: str | None = Field(
         None, description="This process's pipeline: starting, running, stopping, stopped, failed; "
         "null: an API-only process"

@@ -104,3 +104,15 @@ def test_the_route_answers_the_same(empty) -> None:
         body = httpx.get(url + "/v1/status", timeout=30).json()
     assert body["has_products"] is False and body["production_model"] == "feedtest-1"
     assert body["reasons"][0].startswith("no observation minute has been processed yet")
+
+
+def test_status_names_the_production_version_of_each_kind(empty) -> None:
+    settings, _ = empty
+    engine = make_engine(settings)
+    with session_scope(engine) as s:
+        s.add(ModelVersion(version="nc-1", kind="nowcast", sha256="9" * 64, onnx_uri="file:///n.onnx",
+                           metrics={}, lineage={}, status="production"))
+    status = status_of(engine)
+    engine.dispose()
+    assert status.production_model == "feedtest-1"  # the H-alpha-only fallback
+    assert status.production_models == {"halpha": "feedtest-1", "nowcast": "nc-1"}
