@@ -51,9 +51,8 @@ def last_run(session: Session) -> RunInfo | None:
 def feed_status(session: Session, runtime: AppState | None, stale_after_s: float) -> FeedStatus:
     """Gather the facts and say, most likely first, why nothing (new) is shown."""
     latest: Product | None = products.latest_product(session)
-    by_kind = dict(session.execute(
-        select(ModelVersion.kind, ModelVersion.version).where(ModelVersion.status == ModelStatus.PRODUCTION)
-    ).tuples().all())
+    by_kind = {kind: version for kind, version in session.execute(
+        select(ModelVersion.kind, ModelVersion.version).where(ModelVersion.status == ModelStatus.PRODUCTION))}
     production = by_kind.get(ModelKind.HALPHA)  # the fallback, which every minute can use
     status = FeedStatus(
         has_products=latest is not None,
