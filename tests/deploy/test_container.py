@@ -181,7 +181,8 @@ def test_two_containers_one_leader_products_once_and_quick_stops(
         products = db.products()
         minutes = [_minute_key(p.obs_minute) for p in products]
         assert sorted(minutes) == sorted(expected)  # one product per minute, none lost
-        assert {p.model_version for p in products} == {_bundled_version(db)}
+        # no prior source in the drill's env: the H-alpha-only model serves every minute
+        assert {p.model_version for p in products} == {_bundled_versions(db)["halpha"]}
         runs = db.rows("SELECT detail FROM runs")
         assert not [r for r in runs if '"outcome":"exists"' in (r[0] or "")]  # no minute made twice
         keys = [o["Key"] for o in seaweedfs.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
@@ -192,7 +193,9 @@ def test_two_containers_one_leader_products_once_and_quick_stops(
             podman.run("rm", "-f", "-t", "0", name, check=False)
 
 
-def _bundled_version(db: Db) -> str:
-    rows = db.rows("SELECT version FROM model_versions WHERE status = 'production'")
-    assert len(rows) == 1, rows
-    return rows[0][0]
+def _bundled_versions(db: Db) -> dict[str, str]:
+    """The production version of each kind: the image's two bundled models."""
+    rows = db.rows("SELECT kind, version FROM model_versions WHERE status = 'production'")
+    by_kind = {kind: version for kind, version in rows}
+    assert len(rows) == 2 and set(by_kind) == {"halpha", "nowcast"}, rows
+    return by_kind
