@@ -10,12 +10,11 @@ CROTA2 about 180, no WCS). See :mod:`service.devtools.jsoc_standin`.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from service.devtools.serving import serve_until_stopped
 from service.errors import UsageError
 
 
@@ -45,16 +44,7 @@ def main(args: Any) -> int:
     print(f"synmag jsoc-standin: serving {len(times)} records of {', '.join(standin.records)} "
           f"({times[0]:%Y-%m-%d} .. {times[-1]:%Y-%m-%d}) at http://{host}:{port}", flush=True)
 
-    def stop(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
     print(f"synmag jsoc-standin: stopped after {sum(standin.requests.values())} requests "
           f"({dict(standin.requests)})", file=sys.stderr)
     return 0

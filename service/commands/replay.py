@@ -11,12 +11,11 @@ printed URL.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
+from service.devtools.serving import serve_until_stopped
 from service.errors import UsageError
 
 
@@ -90,16 +89,7 @@ def main(args: Any) -> int:
     sites = ", ".join(f"{k} ({len(v)} frames)" for k, v in archive.queues.items())
     print(f"synmag replay: serving {args.source} at http://{host}:{port} (sites {sites})", flush=True)
 
-    def stop(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
     print(f"synmag replay: stopped after {archive.downloads} downloads, faults {archive.faults_injected}",
           file=sys.stderr)
     return 0
