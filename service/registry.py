@@ -450,13 +450,12 @@ class Registry:
         if spec is None:
             spec = self.settings.model
         if spec is None:
-            self.ensure_bundled()
-            prod = self.production(kind)
-            if prod is None:
+            path = self.production_file(kind)
+            if path is None:
                 raise UsageError(
                     f"no production model of kind {kind}: register and promote one (make retrain) or pass --model"
                 )
-            return self._fetch(prod)
+            return path
         path = model_file(spec)
         if path is not None:
             return path

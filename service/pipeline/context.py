@@ -32,11 +32,11 @@ class PipelineContext:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def serving_model(self, obs_time: datetime) -> tuple[Any, Any, str | None]:
-        """``(LoadedModel, prior or None, why none)`` for a frame observed at ``obs_time``."""
-        if self.runtime.nowcast is None:
-            prior, why = None, "no nowcast model in production"
-        else:
-            prior, why = self.priors.find(obs_time)
+        """``(LoadedModel, prior or None, why none)`` for a frame observed at ``obs_time``: the
+        same rule as ``synmag process`` (``service.inference.process.find_prior``)."""
+        from service.inference.process import find_prior
+
+        prior, why = find_prior(self.runtime.serving(), self.priors.find, obs_time)
         return self.runtime.choose(prior, why)
 
     def abort(self) -> None:
