@@ -177,12 +177,7 @@ def calibration_scores(bz_g: np.ndarray, sigma_g: np.ndarray, conf: np.ndarray, 
     if n == 0:
         return {"n": 0, "ece": nan, "auroc": nan, "coverage": nan, "decile_ratio": nan, "sign_right": nan}
     right = np.sign(bz) == np.sign(t)
-    idx = np.minimum((c * ECE_BINS).astype(int), ECE_BINS - 1)
-    ece = 0.0
-    for b in range(ECE_BINS):
-        m = idx == b
-        if m.any():
-            ece += m.sum() / n * abs(float(right[m].mean()) - float(c[m].mean()))
+    ece = sum(p["n"] / n * abs(p["right"] - p["confidence"]) for p in reliability(c, right))
     err = np.abs(bz - t)
     lo, hi = np.quantile(s, [0.1, 0.9])
     mae_lo = float(err[s <= lo].mean())
