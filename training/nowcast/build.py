@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     from training.nowcast.export import SeedEnsemble
 
     n = len(models)
-    both = evaluate.collect([*models, SeedEnsembleAsNowcast(SeedEnsemble(models))], a.data_dir, a.cache,
+    both = evaluate.collect([*models, SeedEnsemble(models).eval()], a.data_dir, a.cache,
                             limit=a.limit, pixel_seed=n)
     seeds_rows = [r for r in both["rows"] if r.get("seed", 0) < n]
     shipped_rows = [r for r in both["rows"] if r["method"] != "nowcast" or r["seed"] == n]
@@ -127,16 +127,6 @@ def main(argv: list[str] | None = None) -> None:
     (a.out / "nowcast_card.md").write_text("\n".join(card) + "\n")
     print("\n".join(card))
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
-
-
-class SeedEnsembleAsNowcast:
-    """The seed average with the ``Nowcast`` call signature, for ``evaluate.collect``."""
-
-    def __init__(self, ensemble: Any) -> None:
-        self.ensemble = ensemble.eval()
-
-    def __call__(self, *args: Any) -> Any:
-        return self.ensemble(*args)
 
 
 if __name__ == "__main__":

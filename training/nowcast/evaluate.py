@@ -25,7 +25,6 @@ from service.science.regions import detect_regions
 from service.science.uncertainty import strong_pixels
 from training.data import list_webp_days, read_halpha, read_target_gauss
 from training.nowcast.cache import GEOMETRY, MAX_AGE_DAYS
-from training.nowcast.model import Nowcast
 
 AGES = (1, 2, 3, 5, 7)
 METHODS = ("nowcast", "persistence", "halpha")
@@ -67,7 +66,7 @@ class Pixels:
 
 
 @torch.no_grad()
-def nowcast_gauss(models: Sequence[Nowcast], x: np.ndarray, base: np.ndarray, prior_g: np.ndarray,
+def nowcast_gauss(models: Sequence[torch.nn.Module], x: np.ndarray, base: np.ndarray, prior_g: np.ndarray,
                   seen: np.ndarray, age_h: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each model's (bz, sigma) in Gauss, NaN off the disk, as the exported graph computes them."""
     t = [torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None] for a in
@@ -84,7 +83,7 @@ def nowcast_gauss(models: Sequence[Nowcast], x: np.ndarray, base: np.ndarray, pr
     return out
 
 
-def collect(models: Sequence[Nowcast], data_dir: Path, cache: Path, ages: Sequence[int] = AGES,
+def collect(models: Sequence[torch.nn.Module], data_dir: Path, cache: Path, ages: Sequence[int] = AGES,
             limit: int | None = None, pixel_seed: int = 0) -> dict:
     """Scores per (age, day, method[, seed]) over the val split, and the calibration pixels of
     model ``pixel_seed`` (and of the H-alpha-only model)."""
@@ -113,7 +112,8 @@ def collect(models: Sequence[Nowcast], data_dir: Path, cache: Path, ages: Sequen
         x = preprocess.halpha_to_model(read_halpha(days[i]))
         base = np.asarray(base_full[i], np.float32)
         halpha_g = np.where(disk, base * preprocess.GAUSS_SCALE, np.nan).astype(np.float32)
-        rows.append({"day": days[i].time, "age": 0, "method": "halpha", **lean_scores(halpha_g, truth, disk, ar)})
+        halpha_scores = lean_scores(halpha_g, truth, disk, ar)  # the same map at every prior age
+        rows.append({"day": days[i].time, "age": 0, "method": "halpha", **halpha_scores})
         pixels["halpha"].add(halpha_g, np.float32(1.0), truth, i)
         for age in ages:
             j = links[i][age - 1] if age <= MAX_AGE_DAYS else -1
@@ -123,8 +123,7 @@ def collect(models: Sequence[Nowcast], data_dir: Path, cache: Path, ages: Sequen
             age_h = (days[i].mjd - days[j].mjd) * 24.0
             rows.append({"day": days[i].time, "age": age, "method": "persistence",
                          **lean_scores(np.nan_to_num(prior_g), truth, disk, ar)})
-            rows.append({"day": days[i].time, "age": age, "method": "halpha",
-                         **lean_scores(halpha_g, truth, disk, ar)})
+            rows.append({"day": days[i].time, "age": age, "method": "halpha", **halpha_scores})
             for seed, (bz, sigma) in enumerate(nowcast_gauss(models, x, base, prior_g, seen, age_h)):
                 rows.append({"day": days[i].time, "age": age, "method": "nowcast", "seed": seed,
                              **lean_scores(bz, truth, disk, ar)})
@@ -155,7 +154,8 @@ def table(rows: list[dict], ages: Sequence[int] = AGES) -> list[dict]:
                 else:
                     entry[f"{method}_{key}"] = float(np.nanmean([r[key] for r in sel]))
             entry["n_days"] = len({r["day"] for r in sel})
-        out.append(entry)
+        if "n_days" in entry:  # an age no evaluated day has a prior of (a short --limit) has no row
+            out.append(entry)
     return out
 
 
