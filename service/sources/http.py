@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 
@@ -25,6 +26,7 @@ from service.settings import Settings
 from service.vocabulary import UpstreamError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["UpstreamHttp"]
 
@@ -71,20 +73,26 @@ class UpstreamHttp:
         ``Last-Modified`` are sent back (``If-None-Match``, ``If-Modified-Since``) and a 304 returns
         the body kept from then: a poll of an unchanged listing costs the server no page.
         """
+        return self.retrying(url, lambda: self._get_once(url, deadline, conditional), deadline)
+
+    def retrying(self, what: str, once: Callable[[], T], deadline: float | None = None) -> T:
+        """``once()``, called again after each ``RetryableError`` with :meth:`backoff`, at most
+        ``retries`` more times, never past ``deadline`` (monotonic), and not after :meth:`abort`
+        (a backoff in progress ends at once). The last error is raised, naming ``what``."""
         attempt = 0
         while True:
             try:
-                return self._get_once(url, deadline, conditional)
+                return once()
             except RetryableError as exc:
                 attempt += 1
                 delay = self.backoff(attempt)
                 late = deadline is not None and time.monotonic() + delay >= deadline
                 if attempt > self.retries or late or self._aborted.is_set():
-                    raise RetryableError(f"{url}: gave up after {attempt} attempt(s): {exc}") from exc
-                log.info("retrying %s in %.1f s (attempt %d): %s", url, delay, attempt, exc)
+                    raise RetryableError(f"{what}: gave up after {attempt} attempt(s): {exc}") from exc
+                log.info("retrying %s in %.1f s (attempt %d): %s", what, delay, attempt, exc)
                 self._sleep(delay)
                 if self._aborted.is_set():
-                    raise RetryableError(f"{url}: stopped while retrying: {exc}") from exc
+                    raise RetryableError(f"{what}: stopped while retrying: {exc}") from exc
 
     def backoff(self, attempt: int) -> float:
         """Capped exponential backoff with "equal jitter": uniform in [ceiling / 2, ceiling]."""

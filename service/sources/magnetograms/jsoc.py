@@ -259,7 +259,6 @@ class JsocSource(MagnetogramSource):
         self._clock = clock
         self._lock = threading.Lock()
         self._records: OrderedDict[tuple[str, str], Magnetogram] = OrderedDict()
-        self._aborted = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JsocSource:
@@ -283,7 +282,6 @@ class JsocSource(MagnetogramSource):
         return self._client
 
     def abort(self) -> None:
-        self._aborted.set()
         self.http.abort()
 
     def close(self) -> None:
@@ -293,18 +291,7 @@ class JsocSource(MagnetogramSource):
     # -- queries --------------------------------------------------------------------------
     def query(self, ds: str, keys: tuple[str, ...], segment: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
         """Keyword rows (and segment paths) of record set ``ds``, retried when transient."""
-        attempt = 0
-        while True:
-            try:
-                return self._query_once(ds, keys, segment)
-            except RetryableError as exc:
-                attempt += 1
-                delay = self.http.backoff(attempt)
-                if attempt > self.http.retries or self._aborted.is_set():
-                    raise RetryableError(f"JSOC {ds}: gave up after {attempt} attempt(s): {exc}") from exc
-                log.info("retrying JSOC query %s in %.1f s (attempt %d): %s", ds, delay, attempt, exc)
-                if self._aborted.wait(delay):
-                    raise RetryableError(f"JSOC {ds}: stopped while retrying: {exc}") from exc
+        return self.http.retrying(f"JSOC {ds}", lambda: self._query_once(ds, keys, segment))
 
     def _query_once(self, ds: str, keys: tuple[str, ...], segment: bool) -> tuple[list[dict[str, Any]], list[str]]:
         from drms.exceptions import DrmsError
