@@ -83,9 +83,9 @@ def store_product(
 
     The FITS and PNG are made and put (conditional puts, never overwriting), or, when an
     interrupted run left them, verified and adopted. Returns the row, without its
-    ``input_frame_id``, and :attr:`Outcome.PRODUCT` or :attr:`Outcome.REPAIRED`. ``timings``
-    gains the preprocess and inference stages, and the time spent writing is added to its
-    ``"write"``. Raises :class:`~service.errors.FrameRejected` like :func:`make_product_bytes`.
+    ``input_frame_id``, and :attr:`Outcome.PRODUCT` or :attr:`Outcome.REPAIRED`. The
+    preprocess, inference and write times are added to ``timings`` (the feed has put the prior's
+    lookup under preprocess already). Raises :class:`~service.errors.FrameRejected` like :func:`make_product_bytes`.
     """
     remote, download = candidate.remote, candidate.download
     assert download is not None
@@ -96,8 +96,8 @@ def store_product(
     timings[Stage.WRITE] = timings.get(Stage.WRITE, 0.0) + time.perf_counter() - t0
     if adopted is None:
         fits_bytes, png_bytes, stage, provenance = make_product_bytes(candidate, model, prior, prior_note)
-        timings[Stage.WRITE] += stage.pop(Stage.WRITE)
-        timings.update(stage)
+        for name, seconds in stage.items():
+            timings[name] = timings.get(name, 0.0) + seconds
         t0 = time.perf_counter()
         fits_uri = put(ctx.store, fits_key, fits_bytes, "application/fits")
         png_uri = put(ctx.store, png_key, png_bytes, "image/png")
